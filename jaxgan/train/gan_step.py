@@ -1,0 +1,227 @@
+"""One jit-compiled train step for the adversarial family: GAN, DCGAN, WGAN, WGAN-GP,
+LSGAN, RaLSGAN (and the label-conditioned variants, through ``Conditioning``).
+
+``train_step(state, batch) -> (state, metrics)``; the key of the step is
+``fold_in(state.key, state.step)``. Static choices (loss kind, n_critic, clipping, penalty
+weight, LSGAN coding) are bound when the step is built, never branched on at run time.
+
+One generator step = ``n_critic`` critic updates, then one generator update:
+
+* critic updates ``1 .. n_critic-1`` (a ``lax.scan``) use fresh fakes, generated forward-only;
+* the last critic update uses the fake of the generator update, computed once with
+  ``jax.vjp``; the generator then back-propagates the loss of the *updated* critic through
+  that same forward pass (as PyTorch DCGAN/WGAN training loops do, without a second
+  generator forward).
+
+The batch holds ``n_critic * B`` real examples: critic update ``i`` sees rows
+``[i*B, (i+1)*B)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxgan import losses
+from jaxgan.state import GANState, step_key
+
+Array = jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class LossSpec:
+    """The discriminator and generator losses of one GAN kind, on raw critic outputs."""
+
+    d_loss: Callable[[Array, Array], Array]  # (real_out, fake_out) -> scalar
+    g_loss: Callable[[Array, Array], Array]  # (real_out, fake_out) -> scalar
+    g_needs_real: bool = False  # relativistic losses compare with the real outputs
+    probabilities: bool = False  # report D outputs as sigmoid probabilities
+
+
+LSGAN_CODINGS: dict[str, tuple[float, float, float]] = {
+    # name: (a, b, c) of Mao et al. 2017: fake label a, real label b, G's target c.
+    "01": (0.0, 1.0, 1.0),
+    "-11": (-1.0, 1.0, 0.0),
+}
+
+
+def loss_spec(kind: str, lsgan_coding: str = "01") -> LossSpec:
+    """The pair of losses of ``kind``: minimax, non_saturating, wasserstein,
+    least_squares (with ``lsgan_coding`` '01' or '-11'), ralsgan, relativistic."""
+    if kind == "minimax":
+        return LossSpec(
+            lambda r, f: losses.minimax_discriminator_loss(r, f),
+            lambda r, f: losses.minimax_generator_loss(f),
+            probabilities=True,
+        )
+    if kind == "non_saturating":
+        return LossSpec(
+            lambda r, f: losses.minimax_discriminator_loss(r, f),
+            lambda r, f: losses.non_saturating_generator_loss(f),
+            probabilities=True,
+        )
+    if kind == "wasserstein":
+        return LossSpec(
+            losses.wasserstein_critic_loss, lambda r, f: losses.wasserstein_generator_loss(f)
+        )
+    if kind == "least_squares":
+        if lsgan_coding not in LSGAN_CODINGS:
+            raise ValueError(f"unknown LSGAN coding {lsgan_coding!r}; use one of {LSGAN_CODINGS}")
+        a, b, c = LSGAN_CODINGS[lsgan_coding]
+        return LossSpec(
+            lambda r, f: losses.least_squares_discriminator_loss(r, f, a=a, b=b),
+            lambda r, f: losses.least_squares_generator_loss(f, c=c),
+        )
+    if kind == "ralsgan":
+        return LossSpec(
+            losses.relativistic_average_ls_discriminator_loss,
+            losses.relativistic_average_ls_generator_loss,
+            g_needs_real=True,
+        )
+    if kind == "relativistic":
+        return LossSpec(
+            losses.relativistic_average_discriminator_loss,
+            losses.relativistic_average_generator_loss,
+            g_needs_real=True,
+        )
+    raise ValueError(
+        f"unknown loss {kind!r}; use minimax, non_saturating, wasserstein, least_squares, "
+        "ralsgan or relativistic"
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class StepConfig:
+    """Static choices of the step (hashable: bound at build time)."""
+
+    loss: str = "non_saturating"
+    n_critic: int = 1
+    clip_value: float = 0.0  # > 0: WGAN weight clipping of the critic after each update
+    gp_weight: float = 0.0  # > 0: WGAN-GP gradient penalty weight (lambda)
+    gp_target: float = 1.0
+    lsgan_coding: str = "01"
+    latent_dim: int = 100
+
+
+@dataclasses.dataclass(frozen=True)
+class Conditioning:
+    """What G and D get besides noise and images. Unconditional: nothing.
+
+    ``sample(key, batch, n, latent_dim) -> (g_args, d_fake_args, aux)``: generator inputs
+    and the extra discriminator inputs for its fakes; ``d_real_args(batch)``: the extra
+    discriminator inputs for real data.
+    """
+
+    sample: Callable[[Array, dict, int, int], tuple[tuple, tuple, Any]]
+    d_real_args: Callable[[dict], tuple]
+
+
+def _unconditional_sample(key: Array, batch: dict, n: int, latent_dim: int):
+    return (jax.random.normal(key, (n, latent_dim)),), (), None
+
+
+UNCONDITIONAL = Conditioning(_unconditional_sample, lambda batch: ())
+
+
+def _apply(state_apply, params, batch_stats, *args):
+    """Apply a network in train mode; returns (output, updated batch_stats)."""
+    variables = {"params": params}
+    if batch_stats:
+        variables["batch_stats"] = batch_stats
+        out, mutated = state_apply(variables, *args, train=True, mutable=["batch_stats"])
+        return out, mutated["batch_stats"]
+    return state_apply(variables, *args, train=True), batch_stats
+
+
+def make_train_step(
+    cfg: StepConfig, conditioning: Conditioning = UNCONDITIONAL, jit: bool = True
+) -> Callable[[GANState, dict], tuple[GANState, dict]]:
+    """Build ``train_step(state, batch) -> (state, metrics)`` for the static ``cfg``."""
+    spec = loss_spec(cfg.loss, cfg.lsgan_coding)
+    n_critic = int(cfg.n_critic)
+    if n_critic < 1:
+        raise ValueError(f"n_critic must be >= 1, got {n_critic}")
+
+    def critic_update(d, real_batch, fake, fake_args, key):
+        real = real_batch["x"]
+        real_args = conditioning.d_real_args(real_batch)
+
+        def loss_fn(params):
+            real_out, bs = _apply(d.apply_fn, params, d.batch_stats, real, *real_args)
+            fake_out, bs = _apply(d.apply_fn, params, bs, fake, *fake_args)
+            loss = spec.d_loss(real_out, fake_out)
+            aux = {"d_adv_loss": loss}
+            if cfg.gp_weight > 0:
+
+                def critic_fn(x):
+                    return _apply(d.apply_fn, params, d.batch_stats, x, *real_args)[0]
+
+                gp = losses.gradient_penalty(critic_fn, real, fake, key, target=cfg.gp_target)
+                loss = loss + cfg.gp_weight * gp
+                aux["gp"] = gp
+            out = jax.nn.sigmoid if spec.probabilities else (lambda v: v)
+            aux["d_real"] = jnp.mean(out(real_out))
+            aux["d_fake"] = jnp.mean(out(fake_out))
+            return loss, (bs, aux)
+
+        (loss, (bs, aux)), grads = jax.value_and_grad(loss_fn, has_aux=True)(d.params)
+        d = d.apply_gradients(grads=grads, batch_stats=bs)
+        if cfg.clip_value > 0:
+            d = d.replace(params=losses.clip_weights(d.params, cfg.clip_value))
+        return d, {"d_loss": loss, "d_grad_norm": optax.global_norm(grads), **aux}
+
+    def train_step(state: GANState, batch: dict) -> tuple[GANState, dict]:
+        n = batch["x"].shape[0] // n_critic
+        split = jax.tree.map(lambda a: a.reshape((n_critic, n) + a.shape[1:]), batch)
+        keys = jax.random.split(step_key(state.key, state.step), 2 * n_critic + 1)
+        g, d = state.g, state.d
+
+        # Critic updates 1 .. n_critic-1 on fresh fakes (generator forward only).
+        if n_critic > 1:
+
+            def body(d, xs):
+                real_batch, k_sample, k_gp = xs
+                g_args, fake_args, _ = conditioning.sample(
+                    k_sample, real_batch, n, cfg.latent_dim
+                )
+                fake, _ = _apply(g.apply_fn, g.params, g.batch_stats, *g_args)
+                d, m = critic_update(d, real_batch, jax.lax.stop_gradient(fake), fake_args, k_gp)
+                return d, m
+
+            head = jax.tree.map(lambda a: a[:-1], split)
+            d, _ = jax.lax.scan(
+                body, d, (head, keys[: n_critic - 1], keys[n_critic - 1 : 2 * n_critic - 2])
+            )
+
+        # Last critic update on the generator's own fakes; then the generator update.
+        last = jax.tree.map(lambda a: a[-1], split)
+        g_args, fake_args, _ = conditioning.sample(keys[-3], last, n, cfg.latent_dim)
+        fake, g_vjp, g_bs = jax.vjp(
+            lambda p: _apply(g.apply_fn, p, g.batch_stats, *g_args), g.params, has_aux=True
+        )
+        d, d_metrics = critic_update(d, last, jax.lax.stop_gradient(fake), fake_args, keys[-2])
+
+        real_out = None
+        if spec.g_needs_real:
+            real_out, _ = _apply(
+                d.apply_fn, d.params, d.batch_stats, last["x"], *conditioning.d_real_args(last)
+            )
+            real_out = jax.lax.stop_gradient(real_out)
+
+        def g_loss_of_fake(fake):
+            fake_out, _ = _apply(d.apply_fn, d.params, d.batch_stats, fake, *fake_args)
+            return spec.g_loss(real_out, fake_out)
+
+        g_loss, fake_cotangent = jax.value_and_grad(g_loss_of_fake)(fake)
+        (g_grads,) = g_vjp(fake_cotangent)
+        g = g.apply_gradients(grads=g_grads, batch_stats=g_bs)
+
+        metrics = {**d_metrics, "g_loss": g_loss, "g_grad_norm": optax.global_norm(g_grads)}
+        return state.replace(g=g, d=d, step=state.step + 1), metrics
+
+    return jax.jit(train_step, donate_argnums=0) if jit else train_step
