@@ -1,9 +1,10 @@
 """DCGAN (Radford et al. 2016) on the embedded digits (32x32), Adam 2e-4, beta1 0.5.
 
-    python -m experiments.dcgan                       # digits 32x32, prints digits-FID
-    python -m experiments.dcgan --dataset mnist --download true --image_size 32
-    python -m experiments.dcgan --dataset cifar10 --image_size 32 --model.base_features 64
+python -m experiments.dcgan                       # digits 32x32, prints digits-FID
+python -m experiments.dcgan --dataset mnist --download true --image_size 32
+python -m experiments.dcgan --dataset cifar10 --image_size 32 --model.base_features 64
 """
+
 from __future__ import annotations
 
 import ml_collections

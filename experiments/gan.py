@@ -5,6 +5,7 @@ non-saturating generator loss, on the ring of 8 Gaussians (2D) by default.
     python -m experiments.gan --dataset digits        # MLP GAN on the embedded digits
     python -m experiments.gan --loss minimax          # the saturating log(1 - D(G(z))) form
 """
+
 from __future__ import annotations
 
 import ml_collections

@@ -6,6 +6,7 @@ the paper). DCGAN networks on the embedded digits, Adam 2e-4, beta1 0.5.
     python -m experiments.lsgan
     python -m experiments.lsgan --lsgan_coding -11
 """
+
 from __future__ import annotations
 
 import ml_collections

@@ -4,6 +4,7 @@ DCGAN networks on the embedded digits; Adam 2e-4, betas (0.5, 0.999).
 
     python -m experiments.ralsgan
 """
+
 from __future__ import annotations
 
 import ml_collections

@@ -6,6 +6,7 @@ generator update; DCGAN networks on the embedded digits.
     python -m experiments.wgan
     python -m experiments.wgan --clip_value 0.02 --steps 4000
 """
+
 from __future__ import annotations
 
 import ml_collections

@@ -7,6 +7,7 @@ the penalty is jax.grad of the critic with respect to its input.
     python -m experiments.wgan_gp
     python -m experiments.wgan_gp --dataset digits --model.name dcgan --model.d_norm layer
 """
+
 from __future__ import annotations
 
 import ml_collections

@@ -70,7 +70,9 @@ class Checkpointer:
             if k in _IDENTITY_KEYS and _jsonish(meta.get(k)) != _jsonish(v)
         }
         if diffs:
-            lines = "; ".join(f"{k}: checkpoint has {a!r}, this run has {b!r}" for k, (a, b) in diffs.items())
+            lines = "; ".join(
+                f"{k}: checkpoint has {a!r}, this run has {b!r}" for k, (a, b) in diffs.items()
+            )
             raise CheckpointMismatchError(
                 f"the checkpoint at {self.directory}/{step} belongs to another model ({lines}). "
                 "Use another workdir, or the configuration that wrote it."

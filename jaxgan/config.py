@@ -59,9 +59,7 @@ def _parse_value(text: str, default: Any, name: str) -> Any:
                     return text
             return text
     except ValueError:
-        raise SystemExit(
-            f"--{name}: cannot read {text!r} as {type(default).__name__}"
-        ) from None
+        raise SystemExit(f"--{name}: cannot read {text!r} as {type(default).__name__}") from None
     return text
 
 

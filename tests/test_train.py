@@ -63,7 +63,10 @@ def test_step_updates_both_networks_and_reports_metrics():
         assert np.isfinite(float(m[k])), k
     after = _params(state2)
     for net in ("g", "d"):
-        diffs = [np.abs(x - y).max() for x, y in zip(jax.tree.leaves(before[net]), jax.tree.leaves(after[net]))]
+        diffs = [
+            np.abs(x - y).max()
+            for x, y in zip(jax.tree.leaves(before[net]), jax.tree.leaves(after[net]), strict=True)
+        ]
         assert max(diffs) > 0, f"{net} did not change"
     # D(x), D(G(z)) are reported as probabilities for the BCE losses.
     assert 0.0 < float(m["d_real"]) < 1.0 and 0.0 < float(m["d_fake"]) < 1.0
@@ -79,7 +82,9 @@ def test_n_critic_and_clipping_and_penalty_are_bound_statically():
     for leaf in jax.tree.leaves(state.d.params):
         assert float(jnp.max(jnp.abs(leaf))) <= 0.01 + 1e-7
     # The WGAN critic loss is mean(fake) - mean(real) of the last critic update.
-    np.testing.assert_allclose(float(m["d_adv_loss"]), float(m["d_fake"] - m["d_real"]), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        float(m["d_adv_loss"]), float(m["d_fake"] - m["d_real"]), rtol=1e-5, atol=1e-6
+    )
 
     gp = tiny_points_config(loss="wasserstein", n_critic=2, gp_weight=10.0)
     task = build_gan_task(gp)
@@ -106,15 +111,19 @@ def test_n_critic_one_equals_manual_two_phase_update():
     g_apply = lambda p: state.g.apply_fn({"params": p}, z, train=True)
     d_apply = lambda p, v: state.d.apply_fn({"params": p}, v, train=True)
     fake = g_apply(state.g.params)
-    d_grads = jax.grad(lambda p: losses.minimax_discriminator_loss(d_apply(p, x), d_apply(p, fake)))(
-        state.d.params
-    )
+    d_grads = jax.grad(
+        lambda p: losses.minimax_discriminator_loss(d_apply(p, x), d_apply(p, fake))
+    )(state.d.params)
     d = state.d.apply_gradients(grads=d_grads)
-    g_grads = jax.grad(lambda p: losses.non_saturating_generator_loss(d_apply(d.params, g_apply(p))))(
-        state.g.params
-    )
+    g_grads = jax.grad(
+        lambda p: losses.non_saturating_generator_loss(d_apply(d.params, g_apply(p)))
+    )(state.g.params)
     g = state.g.apply_gradients(grads=g_grads)
-    for a, b in zip(jax.tree.leaves((g.params, d.params)), jax.tree.leaves((new.g.params, new.d.params))):
+    for a, b in zip(
+        jax.tree.leaves((g.params, d.params)),
+        jax.tree.leaves((new.g.params, new.d.params)),
+        strict=True,
+    ):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
 
 
@@ -210,13 +219,27 @@ def test_tiny_gan_learns_the_ring(tmp_path):
     from jaxgan.metrics import evaluate_samples
 
     cfg = tiny_points_config(
-        str(tmp_path / "learn"), steps=800, batch_size=128, latent_dim=4, g_lr=1e-3, d_lr=1e-3,
-        log_every=100, sample_every=0, checkpoint_every=800,
+        str(tmp_path / "learn"),
+        steps=800,
+        batch_size=128,
+        latent_dim=4,
+        g_lr=1e-3,
+        d_lr=1e-3,
+        log_every=100,
+        sample_every=0,
+        checkpoint_every=800,
     )
     cfg.model.hidden = (64, 64)
     task = build_gan_task(cfg)
     init = task.init_state(jax.random.PRNGKey(cfg.seed))
-    before = evaluate_samples("ring8", np.asarray(init.g.apply_fn(init.g.variables(), jax.random.normal(jax.random.PRNGKey(5), (2500, 4)), train=False)))
+    before = evaluate_samples(
+        "ring8",
+        np.asarray(
+            init.g.apply_fn(
+                init.g.variables(), jax.random.normal(jax.random.PRNGKey(5), (2500, 4)), train=False
+            )
+        ),
+    )
     train_and_evaluate(cfg)
     with open(tmp_path / "learn" / "eval.json") as fh:
         after = json.load(fh)

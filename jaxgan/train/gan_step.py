@@ -115,10 +115,16 @@ class Conditioning:
     ``sample(key, batch, n, latent_dim) -> (g_args, d_fake_args, aux)``: generator inputs
     and the extra discriminator inputs for its fakes; ``d_real_args(batch)``: the extra
     discriminator inputs for real data.
+
+    InfoGAN: the discriminator returns ``(logits, q_outputs)``, ``sample`` returns the
+    latent codes as ``aux``, and ``info_loss(q_outputs_of_fakes, aux)`` (the negative
+    mutual-information bound, already weighted) is added to both the discriminator/Q loss
+    and the generator loss.
     """
 
     sample: Callable[[Array, dict, int, int], tuple[tuple, tuple, Any]]
     d_real_args: Callable[[dict], tuple]
+    info_loss: Callable[[Any, Any], Array] | None = None
 
 
 def _unconditional_sample(key: Array, batch: dict, n: int, latent_dim: int):
@@ -126,6 +132,11 @@ def _unconditional_sample(key: Array, batch: dict, n: int, latent_dim: int):
 
 
 UNCONDITIONAL = Conditioning(_unconditional_sample, lambda batch: ())
+
+
+def _logits(out: Any) -> tuple[Array, Any]:
+    """Split a discriminator output into (logits, auxiliary head outputs or None)."""
+    return (out[0], out[1]) if isinstance(out, tuple) else (out, None)
 
 
 def _apply(state_apply, params, batch_stats, *args):
@@ -147,19 +158,25 @@ def make_train_step(
     if n_critic < 1:
         raise ValueError(f"n_critic must be >= 1, got {n_critic}")
 
-    def critic_update(d, real_batch, fake, fake_args, key):
+    def critic_update(d, real_batch, fake, fake_args, codes, key):
         real = real_batch["x"]
         real_args = conditioning.d_real_args(real_batch)
 
         def loss_fn(params):
             real_out, bs = _apply(d.apply_fn, params, d.batch_stats, real, *real_args)
             fake_out, bs = _apply(d.apply_fn, params, bs, fake, *fake_args)
+            (real_out, _), (fake_out, q_fake) = _logits(real_out), _logits(fake_out)
             loss = spec.d_loss(real_out, fake_out)
             aux = {"d_adv_loss": loss}
+            if conditioning.info_loss is not None:
+                info = conditioning.info_loss(q_fake, codes)
+                loss = loss + info
+                aux["info_loss"] = info
             if cfg.gp_weight > 0:
 
                 def critic_fn(x):
-                    return _apply(d.apply_fn, params, d.batch_stats, x, *real_args)[0]
+                    out = _apply(d.apply_fn, params, d.batch_stats, x, *real_args)[0]
+                    return _logits(out)[0]
 
                 gp = losses.gradient_penalty(critic_fn, real, fake, key, target=cfg.gp_target)
                 loss = loss + cfg.gp_weight * gp
@@ -186,11 +203,12 @@ def make_train_step(
 
             def body(d, xs):
                 real_batch, k_sample, k_gp = xs
-                g_args, fake_args, _ = conditioning.sample(
+                g_args, fake_args, codes = conditioning.sample(
                     k_sample, real_batch, n, cfg.latent_dim
                 )
                 fake, _ = _apply(g.apply_fn, g.params, g.batch_stats, *g_args)
-                d, m = critic_update(d, real_batch, jax.lax.stop_gradient(fake), fake_args, k_gp)
+                fake = jax.lax.stop_gradient(fake)
+                d, m = critic_update(d, real_batch, fake, fake_args, codes, k_gp)
                 return d, m
 
             head = jax.tree.map(lambda a: a[:-1], split)
@@ -200,28 +218,39 @@ def make_train_step(
 
         # Last critic update on the generator's own fakes; then the generator update.
         last = jax.tree.map(lambda a: a[-1], split)
-        g_args, fake_args, _ = conditioning.sample(keys[-3], last, n, cfg.latent_dim)
+        g_args, fake_args, codes = conditioning.sample(keys[-3], last, n, cfg.latent_dim)
         fake, g_vjp, g_bs = jax.vjp(
             lambda p: _apply(g.apply_fn, p, g.batch_stats, *g_args), g.params, has_aux=True
         )
-        d, d_metrics = critic_update(d, last, jax.lax.stop_gradient(fake), fake_args, keys[-2])
+        d, d_metrics = critic_update(
+            d, last, jax.lax.stop_gradient(fake), fake_args, codes, keys[-2]
+        )
 
         real_out = None
         if spec.g_needs_real:
             real_out, _ = _apply(
                 d.apply_fn, d.params, d.batch_stats, last["x"], *conditioning.d_real_args(last)
             )
-            real_out = jax.lax.stop_gradient(real_out)
+            real_out = jax.lax.stop_gradient(_logits(real_out)[0])
 
         def g_loss_of_fake(fake):
-            fake_out, _ = _apply(d.apply_fn, d.params, d.batch_stats, fake, *fake_args)
-            return spec.g_loss(real_out, fake_out)
+            out, _ = _apply(d.apply_fn, d.params, d.batch_stats, fake, *fake_args)
+            fake_out, q_fake = _logits(out)
+            adv = spec.g_loss(real_out, fake_out)
+            if conditioning.info_loss is None:
+                return adv, adv
+            return adv + conditioning.info_loss(q_fake, codes), adv
 
-        g_loss, fake_cotangent = jax.value_and_grad(g_loss_of_fake)(fake)
+        (g_loss, g_adv), fake_cotangent = jax.value_and_grad(g_loss_of_fake, has_aux=True)(fake)
         (g_grads,) = g_vjp(fake_cotangent)
         g = g.apply_gradients(grads=g_grads, batch_stats=g_bs)
 
-        metrics = {**d_metrics, "g_loss": g_loss, "g_grad_norm": optax.global_norm(g_grads)}
+        metrics = {
+            **d_metrics,
+            "g_loss": g_loss,
+            "g_adv_loss": g_adv,
+            "g_grad_norm": optax.global_norm(g_grads),
+        }
         return state.replace(g=g, d=d, step=state.step + 1), metrics
 
     return jax.jit(train_step, donate_argnums=0) if jit else train_step

@@ -127,13 +127,20 @@ def train_and_evaluate(
     steps = int(config.steps)
     t0 = time.time()
     try:
-        with tqdm(total=steps, initial=start, desc=os.path.basename(workdir.rstrip("/")),
-                  unit="step", dynamic_ncols=True, disable=config.get("quiet", False)) as bar:
+        with tqdm(
+            total=steps,
+            initial=start,
+            desc=os.path.basename(workdir.rstrip("/")),
+            unit="step",
+            dynamic_ncols=True,
+            disable=config.get("quiet", False),
+        ) as bar:
             for step in range(start + 1, steps + 1):
                 batch = next(batches)
                 state, metrics = task.train_step(state, batch)
                 if tracker is None:
-                    tracker = {"step": jnp.array(-1), "metrics": jax.tree.map(jnp.zeros_like, metrics)}
+                    zeros = jax.tree.map(jnp.zeros_like, metrics)
+                    tracker = {"step": jnp.array(-1), "metrics": zeros}
                 tracker = _track_nonfinite(tracker, jnp.array(step), metrics)
                 bar.update(1)
                 if step % config.log_every == 0 or step == steps:
@@ -143,7 +150,8 @@ def train_and_evaluate(
                     bar.set_postfix({k: f"{v:.3g}" for k, v in host.items() if "loss" in k})
                 if config.sample_every and step % config.sample_every == 0:
                     task.write_samples(state, os.path.join(samples_dir, f"step_{step:06d}.png"))
-                if task.evaluate and config.eval_every and step % config.eval_every == 0 and step != steps:
+                eval_now = config.eval_every and step % config.eval_every == 0 and step < steps
+                if task.evaluate and eval_now:
                     writer.write(step, {f"eval/{k}": v for k, v in task.evaluate(state).items()})
                 if step % config.checkpoint_every == 0 or step == steps:
                     _check(tracker, ckpt)
@@ -155,7 +163,8 @@ def train_and_evaluate(
             scores = task.evaluate(state)
             writer.write(int(state.step), {f"eval/{k}": v for k, v in scores.items()})
             with open(os.path.join(workdir, "eval.json"), "w") as fh:
-                json.dump({"step": int(state.step), "train_seconds": elapsed, **scores}, fh, indent=2)
+                row = {"step": int(state.step), "train_seconds": elapsed, **scores}
+                json.dump(row, fh, indent=2)
             if scores:
                 print("eval: " + ", ".join(f"{k}={v:.4g}" for k, v in scores.items()))
     finally:

@@ -24,7 +24,8 @@ def run_experiment(
         get_config(), argv, smoke=smoke, prog=f"python -m experiments.{name}", description=doc
     )
     if not config.workdir:
-        config.workdir = os.path.join("runs", name + ("_smoke" if "--smoke" in (argv or sys.argv) else ""))
+        smoke_run = "--smoke" in (argv if argv is not None else sys.argv)
+        config.workdir = os.path.join("runs", name + ("_smoke" if smoke_run else ""))
     from jaxgan.train.loop import train_and_evaluate
 
     print(f"{name}: workdir {config.workdir}")

@@ -137,9 +137,7 @@ def build_gan_task(
             key=ks,
         )
 
-    generate = jax.jit(
-        lambda g, z: g.apply_fn(g.variables(), z, train=False)
-    )
+    generate = jax.jit(lambda g, z: g.apply_fn(g.variables(), z, train=False))
     fixed_z = jax.random.normal(jax.random.PRNGKey(config.seed + 1), (64, config.latent_dim))
 
     def sample(state: GANState, n: int, seed: int) -> np.ndarray:
@@ -180,7 +178,6 @@ def build_gan_task(
         write_samples=write_samples,
         evaluate=evaluate,
     )
-
 
 
 # The tiny setting of every unconditional experiment (``--smoke``): seconds on a laptop CPU.
