@@ -43,11 +43,7 @@ class LossSpec:
     probabilities: bool = False  # report D outputs as sigmoid probabilities
 
 
-LSGAN_CODINGS: dict[str, tuple[float, float, float]] = {
-    # name: (a, b, c) of Mao et al. 2017: fake label a, real label b, G's target c.
-    "01": (0.0, 1.0, 1.0),
-    "-11": (-1.0, 1.0, 0.0),
-}
+LSGAN_CODINGS = losses.LSGAN_CODINGS  # name -> (a, b, c) of Mao et al. 2017
 
 
 def loss_spec(kind: str, lsgan_coding: str = "01") -> LossSpec:
