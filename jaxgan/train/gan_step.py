@@ -186,7 +186,7 @@ def make_train_step(
         d = d.apply_gradients(grads=grads, batch_stats=bs)
         if cfg.clip_value > 0:
             d = d.replace(params=losses.clip_weights(d.params, cfg.clip_value))
-        return d, {"d_loss": loss, "d_grad_norm": optax.global_norm(grads), **aux}
+        return d, {"d_loss": loss, "d_grad_norm": optax.tree.norm(grads), **aux}
 
     def train_step(state: GANState, batch: dict) -> tuple[GANState, dict]:
         n = batch["x"].shape[0] // n_critic
@@ -245,7 +245,7 @@ def make_train_step(
             **d_metrics,
             "g_loss": g_loss,
             "g_adv_loss": g_adv,
-            "g_grad_norm": optax.global_norm(g_grads),
+            "g_grad_norm": optax.tree.norm(g_grads),
         }
         return state.replace(g=g, d=d, step=state.step + 1), metrics
 
