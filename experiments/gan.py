@@ -19,13 +19,13 @@ def get_config() -> ml_collections.ConfigDict:
     c.dataset = "ring8"
     c.model.name = "mlp"
     c.model.hidden = (128, 128)
-    c.latent_dim = 8
+    c.latent_dim = 4
     c.loss = "non_saturating"
-    c.g_lr = 1e-4
-    c.d_lr = 1e-4
+    c.g_lr = 1e-3
+    c.d_lr = 1e-3
     c.b1 = 0.5
-    c.batch_size = 256
-    c.steps = 4000
+    c.batch_size = 128
+    c.steps = 6000
     c.sample_every = 1000
     c.checkpoint_every = 1000
     return c
