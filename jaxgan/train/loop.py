@@ -53,6 +53,10 @@ class Task:
     transform: Callable | None = None  # per-batch augmentation (batch, np rng) -> batch
 
 
+# Metrics shown next to the progress bar (when a family reports them).
+_SHOWN = ("d_loss", "g_loss", "gp", "info_loss", "cycle", "pixel", "psnr")
+
+
 @jax.jit
 def _track_nonfinite(tracker: dict, step: jax.Array, metrics: dict) -> dict:
     """Remember the first step whose metrics are not all finite, and those metrics."""
@@ -147,7 +151,7 @@ def train_and_evaluate(
                     _check(tracker, ckpt)
                     host = {k: float(v) for k, v in jax.device_get(metrics).items()}
                     writer.write(step, host)
-                    bar.set_postfix({k: f"{v:.3g}" for k, v in host.items() if "loss" in k})
+                    bar.set_postfix({k: f"{v:.3g}" for k, v in host.items() if k in _SHOWN})
                 if config.sample_every and step % config.sample_every == 0:
                     task.write_samples(state, os.path.join(samples_dir, f"step_{step:06d}.png"))
                 eval_now = config.eval_every and step % config.eval_every == 0 and step < steps
