@@ -1,0 +1,390 @@
+"""Tests for jaxgan.nets.layers, jaxgan.nets.mlp and jaxgan.nets.dcgan (tiny, CPU)."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxgan.nets.dcgan import DCGANDiscriminator, DCGANGenerator
+from jaxgan.nets.layers import (
+    ConvTranspose,
+    conv_transpose_polyphase,
+    conv_transpose_same,
+    count_params,
+    pixel_shuffle,
+    pixel_unshuffle,
+)
+from jaxgan.nets.mlp import MLPDiscriminator, MLPGenerator
+
+# An RBG key: on this CPU, XLA compiles each threefry sampler (the default PRNG, with
+# jax_threefry_partitionable on) in seconds, RBG samplers in a fraction of a second.
+KEY = jax.random.key(0, impl="rbg")
+
+
+def _normal(seed: int, shape: tuple[int, ...]) -> jax.Array:
+    """Test data from numpy (no PRNG compilation)."""
+    return jnp.asarray(np.random.default_rng(seed).standard_normal(shape), jnp.float32)
+
+
+def _numpy_init(module: nn.Module, *args, **kwargs) -> dict:
+    """Variables shaped like ``module.init``'s, DCGAN-style values drawn by numpy.
+
+    Kernels and biases N(0, 0.02^2), BatchNorm scales N(1, 0.02^2), running mean 0 and
+    variance 1. Only ``jax.eval_shape`` runs the module: nothing is compiled, which saves
+    seconds per test on a busy 2-core CPU (the real initialisers are tested on their own).
+    """
+    rng = np.random.default_rng(0)
+
+    def fill(path, leaf):
+        name = path[-1].key
+        if name == "var":
+            return jnp.ones(leaf.shape, leaf.dtype)
+        if name == "mean":
+            return jnp.zeros(leaf.shape, leaf.dtype)
+        value = 0.02 * rng.standard_normal(leaf.shape) + (name == "scale")
+        return jnp.asarray(value, leaf.dtype)
+
+    shapes = jax.eval_shape(lambda: module.init(KEY, *args, **kwargs))
+    return jax.tree_util.tree_map_with_path(fill, shapes)
+
+
+# ----------------------------------------------------------------------------- ConvTranspose
+
+
+@pytest.mark.parametrize("k", [3, 4])
+@pytest.mark.parametrize(
+    ("hw", "cin", "cout", "use_bias"),
+    [((1, 1), 3, 2, True), ((3, 5), 2, 5, False), ((4, 4), 4, 3, True), ((5, 2), 1, 1, False)],
+)
+def test_conv_transpose_matches_flax_values_and_grads(k, hw, cin, cout, use_bias):
+    ours = ConvTranspose(cout, (k, k), (2, 2), use_bias=use_bias)
+    ref = nn.ConvTranspose(cout, (k, k), strides=(2, 2), padding="SAME", use_bias=use_bias)
+    x = _normal(1, (2, *hw, cin))
+    # Same parameter names and shapes: flax's variables work in our module unchanged.
+    shapes = jax.eval_shape(ref.init, KEY, x)
+    assert jax.tree.map(jnp.shape, jax.eval_shape(ours.init, KEY, x)) == jax.tree.map(
+        jnp.shape, shapes
+    )
+    variables = jax.tree.map(lambda a: _normal(a.size, a.shape), shapes)  # non-zero bias too
+    cot = _normal(3, (2, 2 * hw[0], 2 * hw[1], cout))  # gradients of <y, cot>
+
+    @jax.jit
+    def outputs_and_grads(variables, x):
+        def run(module):
+            loss = lambda v, x: jnp.sum(module.apply(v, x) * cot)
+            return module.apply(variables, x), jax.grad(loss, argnums=(0, 1))(variables, x)
+
+        return run(ours), run(ref)
+
+    (y, (g_v, g_x)), (y_ref, (g_v_ref, g_x_ref)) = outputs_and_grads(variables, x)
+    assert y.shape == cot.shape
+    np.testing.assert_allclose(y, y_ref, atol=1e-5)
+    assert float(jnp.abs(y).max()) > 0.1
+    np.testing.assert_allclose(g_v["params"]["kernel"], g_v_ref["params"]["kernel"], atol=1e-5)
+    np.testing.assert_allclose(g_x, g_x_ref, atol=1e-5)
+    if use_bias:
+        np.testing.assert_allclose(g_v["params"]["bias"], cot.sum((0, 1, 2)), atol=1e-4)
+
+
+def test_polyphase_equals_lax_conv_transpose_for_general_kernels_and_strides():
+    # Includes k < s (phases that see no tap), s = 1, s = 3 and rectangular strides.
+    x = _normal(4, (1, 3, 4, 2))
+    cases = [(k, s) for k in (1, 2, 3, 4, 5) for s in ((1, 1), (2, 2), (3, 3), (2, 3))]
+    kernels = [_normal(5 + k, (k, k, 2, 3)) for k, _ in cases]
+
+    @jax.jit
+    def both(x, kernels):
+        return [
+            (conv_transpose_polyphase(x, w, s), jax.lax.conv_transpose(x, w, s, "SAME"))
+            for w, (_, s) in zip(kernels, cases, strict=True)
+        ]
+
+    for (k, s), (y, y_ref) in zip(cases, both(x, kernels), strict=True):
+        assert y.shape == y_ref.shape == (1, 3 * s[0], 4 * s[1], 3)
+        np.testing.assert_allclose(y, y_ref, atol=1e-5, err_msg=f"k={k} s={s}")
+
+
+def test_conv_transpose_impls_agree_and_auto_avoids_dilated_conv_on_cpu():
+    x, kernel = _normal(10, (2, 3, 3, 4)), _normal(11, (4, 4, 4, 2))
+    impls = ("auto", "polyphase", "dilated")
+    outs = jax.jit(lambda x, k: [conv_transpose_same(x, k, (2, 2), impl=i) for i in impls])(
+        x, kernel
+    )
+    np.testing.assert_allclose(outs[0], outs[2], atol=1e-5)
+    np.testing.assert_allclose(outs[1], outs[2], atol=1e-5)
+    # On CPU, 'auto' lowers to stride-1 convolutions only (no lhs dilation), also in grad.
+    for impl, n_dilated in (("auto", 0), ("dilated", 2)):
+        loss = lambda k, impl=impl: jnp.sum(conv_transpose_same(x, k, (2, 2), impl=impl) ** 2)
+        hlo = jax.jit(jax.grad(loss)).lower(kernel).as_text()
+        assert "convolution" in hlo and hlo.count("lhs_dilate = [2, 2]") == n_dilated
+    with pytest.raises(ValueError, match="impl"):
+        conv_transpose_same(x, kernel, (2, 2), impl="fft")
+
+
+def test_conv_transpose_default_init_equals_flax_and_custom_init_is_used():
+    x = jnp.zeros((1, 2, 2, 8))
+    modules = (
+        ConvTranspose(16, (4, 4), (2, 2)),
+        nn.ConvTranspose(16, (4, 4), strides=(2, 2)),
+        ConvTranspose(16, 4, 2, kernel_init=nn.initializers.normal(0.02)),
+    )
+    ours, ref, custom = jax.jit(lambda key: [m.init(key, x)["params"] for m in modules])(KEY)
+    np.testing.assert_array_equal(ours["kernel"], ref["kernel"])  # lecun_normal, same rng
+    np.testing.assert_array_equal(ours["bias"], np.zeros(16))
+    assert abs(float(jnp.std(custom["kernel"])) - 0.02) < 0.003
+    assert abs(float(jnp.std(ours["kernel"])) - 1 / np.sqrt(4 * 4 * 8)) < 0.01  # lecun
+
+
+def test_conv_transpose_dtypes_batch_dims_and_bad_padding():
+    x = _normal(12, (2, 3, 2, 2, 3))  # two leading batch axes
+    layer = ConvTranspose(4, 3, 2, dtype=jnp.bfloat16, param_dtype=jnp.float32)
+    shapes = jax.eval_shape(layer.init, KEY, x)
+    assert shapes["params"]["kernel"].dtype == jnp.float32
+    variables = jax.tree.map(lambda a: _normal(a.size, a.shape), shapes)
+    ref = nn.ConvTranspose(4, (3, 3), strides=(2, 2))
+    y, y32, y_ref = jax.jit(
+        lambda v, x: [m.apply(v, x) for m in (layer, ConvTranspose(4, 3, 2), ref)]
+    )(variables, x)
+    assert y.dtype == jnp.bfloat16 and y.shape == (2, 3, 4, 4, 4)
+    np.testing.assert_allclose(y.astype(jnp.float32), y32, atol=0.1, rtol=0.02)
+    assert float(jnp.abs(y.astype(jnp.float32) - y32).max()) > 0  # really computed in bf16
+    np.testing.assert_allclose(y32, y_ref, atol=1e-5)
+    p16 = jax.eval_shape(ConvTranspose(4, 3, 2, param_dtype=jnp.bfloat16).init, KEY, x)
+    assert p16["params"]["kernel"].dtype == jnp.bfloat16
+    with pytest.raises(ValueError, match="SAME"):
+        ConvTranspose(4, 3, 2, padding="VALID").init(KEY, x)
+
+
+# ----------------------------------------------------------------------------- pixel shuffle
+
+
+def test_pixel_shuffle_hand_checked_example():
+    # One pixel, 2 output channels, r = 2: out[0, i, j, c] = x[0, 0, 0, 4c + 2i + j].
+    x = jnp.arange(8.0).reshape(1, 1, 1, 8)
+    y = pixel_shuffle(x, 2)
+    assert y.shape == (1, 2, 2, 2)
+    np.testing.assert_array_equal(y[0, :, :, 0], [[0, 1], [2, 3]])
+    np.testing.assert_array_equal(y[0, :, :, 1], [[4, 5], [6, 7]])
+    # Two pixels side by side: the second one's block lands at columns 2..3.
+    x2 = jnp.arange(8.0).reshape(1, 1, 2, 4)
+    np.testing.assert_array_equal(pixel_shuffle(x2, 2)[0, :, :, 0], [[0, 1, 4, 5], [2, 3, 6, 7]])
+    np.testing.assert_array_equal(pixel_unshuffle(y, 2), x)
+
+
+def test_pixel_shuffle_formula_and_round_trip():
+    r, c = 3, 2
+    x = _normal(20, (2, 2, 3, c * r * r))
+    y = np.asarray(pixel_shuffle(x, r))
+    xn = np.asarray(x)
+    expected = np.empty((2, 6, 9, c), np.float32)
+    for h in range(2):
+        for w in range(3):
+            for i in range(r):
+                for j in range(r):
+                    for ch in range(c):
+                        expected[:, h * r + i, w * r + j, ch] = xn[:, h, w, ch * r * r + i * r + j]
+    np.testing.assert_array_equal(y, expected)
+    np.testing.assert_array_equal(pixel_unshuffle(pixel_shuffle(x, r), r), x)
+    z = _normal(21, (1, 4, 6, 3))
+    np.testing.assert_array_equal(pixel_shuffle(pixel_unshuffle(z, 2), 2), z)
+    with pytest.raises(ValueError, match="divisible"):
+        pixel_shuffle(jnp.zeros((1, 2, 2, 3)), 2)
+    with pytest.raises(ValueError, match="divisible"):
+        pixel_unshuffle(jnp.zeros((1, 3, 2, 1)), 2)
+
+
+# ----------------------------------------------------------------------------- MLP
+
+
+def test_mlp_generator_shapes_and_output_modes():
+    z = 3.0 * _normal(30, (4, 5))
+    g_tanh = MLPGenerator(out_shape=(3, 3, 1), hidden=(8, 8))
+    g_lin = MLPGenerator(out_shape=(3, 3, 1), hidden=(8, 8), output="linear")
+    points = MLPGenerator(out_shape=(2,), hidden=(8,), output="linear")
+
+    @jax.jit
+    def run(key, z):
+        params = g_tanh.init(key, z)
+        y_points = points.apply(points.init(key, z), z, train=False)
+        return g_tanh.apply(params, z), g_lin.apply(params, z), y_points
+
+    y, y_lin, y_points = run(KEY, z)
+    assert y.shape == (4, 3, 3, 1) and float(jnp.max(jnp.abs(y))) <= 1.0
+    # The linear head is the same network without the tanh, and leaves [-1, 1].
+    np.testing.assert_allclose(y, jnp.tanh(y_lin), atol=1e-6)
+    assert float(jnp.max(jnp.abs(y_lin))) > 1.0
+    assert y_points.shape == (4, 2)
+    with pytest.raises(ValueError, match="output"):
+        MLPGenerator(out_shape=(2,), output="sigmoid").init(KEY, z)
+
+
+def test_mlp_discriminator_flattens_and_counts_params():
+    d = MLPDiscriminator(hidden=(8,))
+    lin = MLPDiscriminator(hidden=(8,), negative_slope=1.0)  # LeakyReLU(slope 1) = identity
+    x = _normal(31, (3, 2, 2, 1))
+    a, b = x[:1], x[1:2]
+
+    @jax.jit
+    def run(key, x):
+        params = d.init(key, x)
+        f, g = (lambda x: lin.apply(params, x)), (lambda x: d.apply(params, x))
+        affine = (f(a + b) - f(b), f(a) - f(0 * a))
+        leaky = (g(a + b) - g(b), g(a) - g(0 * a))
+        return params, g(x), g(x.reshape(3, 4)), affine, leaky
+
+    params, logits, logits_flat, affine, leaky = run(KEY, x)
+    assert logits.shape == (3,)
+    np.testing.assert_allclose(logits_flat, logits, atol=1e-6)
+    assert count_params(params) == 4 * 8 + 8 + 8 + 1  # Dense(4 -> 8) + Dense(8 -> 1)
+    np.testing.assert_allclose(*affine, atol=1e-5)  # slope 1: affine in x
+    assert not np.allclose(*leaky, atol=1e-5)  # slope 0.2: not affine
+
+
+# ----------------------------------------------------------------------------- DCGAN
+
+
+@pytest.mark.parametrize(("resolution", "base"), [(8, 8), (16, 4), (32, 4), (64, 2)])
+def test_dcgan_shapes_and_tanh_range(resolution, base):
+    z = 5.0 * _normal(40, (2, 6))
+    g = DCGANGenerator(resolution=resolution, channels=3, base_features=base)
+    d = DCGANDiscriminator(resolution, channels=3, base_features=base)
+    last = f"ConvTranspose_{resolution.bit_length() - 4}"
+
+    g_vars = _numpy_init(g, z, train=False)
+    # A final layer 1e4 times larger saturates the tanh: outputs stay in [-1, 1].
+    big = jax.tree.map(lambda a: a, g_vars)
+    big["params"][last]["kernel"] = 1e4 * big["params"][last]["kernel"]
+    x_shape = (2, resolution, resolution, 3)
+    d_vars = _numpy_init(d, jnp.zeros(x_shape), train=False)
+
+    @jax.jit
+    def run(g_vars, d_vars, z):
+        x, _ = g.apply(g_vars, z, train=True, mutable=["batch_stats"])
+        logits, _ = d.apply(d_vars, x, train=True, mutable=["batch_stats"])
+        return x, logits
+
+    x, logits = run(big, d_vars, z)
+    assert x.shape == x_shape and logits.shape == (2,)
+    assert float(jnp.max(jnp.abs(x))) <= 1.0
+    assert float(jnp.max(x)) > 0.999 and float(jnp.min(x)) < -0.999
+    assert bool(jnp.all(jnp.isfinite(logits))) and float(jnp.abs(logits).max()) > 0
+    # Eval mode, and the critics without BatchNorm: shapes only (no compilation).
+    x_eval = jax.eval_shape(lambda: g.apply(g_vars, z, train=False))
+    assert x_eval.shape == x_shape and x_eval.dtype == jnp.float32
+    for norm in ("batch", "layer", "none"):
+        critic = DCGANDiscriminator(resolution, channels=3, base_features=base, norm=norm)
+        c_vars = _numpy_init(critic, x, train=False)
+        assert jax.eval_shape(lambda c=critic, v=c_vars: c.apply(v, x, train=False)).shape == (2,)
+
+
+def test_dcgan_feature_widths_follow_the_paper():
+    g = DCGANGenerator(resolution=64, channels=3, base_features=64)
+    shapes = jax.eval_shape(lambda: g.init(KEY, jnp.zeros((1, 100)), train=False))["params"]
+    assert shapes["Dense_0"]["kernel"].shape == (100, 4 * 4 * 512)
+    widths = [shapes[f"ConvTranspose_{i}"]["kernel"].shape[-1] for i in range(4)]
+    assert widths == [256, 128, 64, 3]
+    assert "bias" not in shapes["ConvTranspose_0"] and "bias" in shapes["ConvTranspose_3"]
+    d = DCGANDiscriminator(resolution=64, channels=3, base_features=64)
+    shapes = jax.eval_shape(lambda: d.init(KEY, jnp.zeros((1, 64, 64, 3)), train=False))
+    widths = [shapes["params"][f"Conv_{i}"]["kernel"].shape[-1] for i in range(5)]
+    assert widths == [64, 128, 256, 512, 1]
+    assert count_params(shapes["params"]) == (
+        16 * 3 * 64 + 64 + 16 * (64 * 128 + 128 * 256 + 256 * 512) + 2 * (128 + 256 + 512)
+    ) + (16 * 512 + 1)
+
+
+def test_dcgan_init_statistics():
+    g = DCGANGenerator(resolution=8, channels=3, base_features=256)
+    variables = jax.jit(lambda key: g.init(key, jnp.zeros((1, 8)), train=False))(KEY)
+    params = variables["params"]
+    # BatchNorm running statistics start at mean 0, variance 1.
+    assert set(variables) == {"params", "batch_stats"}
+    np.testing.assert_array_equal(variables["batch_stats"]["BatchNorm_0"]["mean"], np.zeros(256))
+    np.testing.assert_array_equal(variables["batch_stats"]["BatchNorm_0"]["var"], np.ones(256))
+    for kernel in (params["Dense_0"]["kernel"], params["ConvTranspose_0"]["kernel"]):
+        assert kernel.size >= 4 * 4 * 256 * 3
+        assert abs(float(jnp.mean(kernel))) < 0.002 and abs(float(jnp.std(kernel)) - 0.02) < 0.002
+    scale = params["BatchNorm_0"]["scale"]  # 256 values
+    assert abs(float(jnp.mean(scale)) - 1.0) < 0.01 and 0.015 < float(jnp.std(scale)) < 0.025
+    np.testing.assert_array_equal(params["BatchNorm_0"]["bias"], 0.0)
+    np.testing.assert_array_equal(params["ConvTranspose_0"]["bias"], 0.0)
+
+
+def test_dcgan_batch_norm_stats_are_collected_and_updated():
+    g = DCGANGenerator(resolution=16, channels=1, base_features=4)
+    z = _normal(50, (4, 3))
+    z2 = z.at[1:].multiply(3.0)  # same first sample, different rest of the batch
+    variables = _numpy_init(g, z, train=False)
+    assert jax.tree.map(jnp.shape, variables["batch_stats"]) == {
+        "BatchNorm_0": {"mean": (8,), "var": (8,)},  # after the Dense: 4x4x8
+        "BatchNorm_1": {"mean": (4,), "var": (4,)},  # after the first ConvTranspose: 8x8x4
+    }
+
+    @jax.jit
+    def run(variables, z, z2):
+        (x, mutated), (x2, _) = [
+            g.apply(variables, zz, train=True, mutable=["batch_stats"]) for zz in (z, z2)
+        ]
+        _, inter = g.apply(
+            variables, z, train=False, capture_intermediates=True, mutable=["intermediates"]
+        )
+        dense_out = inter["intermediates"]["Dense_0"]["__call__"][0]
+        evals = g.apply(variables, z, train=False), g.apply(variables, z2, train=False)
+        return mutated, dense_out, (x, x2), evals
+
+    mutated, dense_out, (x, x2), (e, e2) = run(variables, z, z2)
+    # Momentum 0.9: running = 0.9 * old + 0.1 * batch statistic of the Dense output.
+    h = dense_out.reshape(4, 4, 4, 8)
+    new = mutated["batch_stats"]["BatchNorm_0"]
+    np.testing.assert_allclose(new["mean"], 0.1 * h.mean((0, 1, 2)), atol=1e-6)
+    np.testing.assert_allclose(new["var"], 0.9 + 0.1 * h.var((0, 1, 2)), rtol=1e-4)
+    new1 = mutated["batch_stats"]["BatchNorm_1"]
+    assert float(jnp.abs(new1["mean"]).min()) > 0 and not np.allclose(new1["var"], 1.0)
+    # Train mode mixes the batch; eval mode treats every sample on its own.
+    assert not np.allclose(x[0], x2[0], atol=1e-4)
+    np.testing.assert_allclose(e[0], e2[0], atol=1e-6)
+
+
+@pytest.mark.parametrize("norm", ["layer", "none"])
+def test_dcgan_critic_without_batch_norm_is_per_sample(norm):
+    d = DCGANDiscriminator(resolution=16, channels=1, base_features=4, norm=norm)
+    x = _normal(60, (3, 16, 16, 1))
+
+    variables = _numpy_init(d, x)
+
+    @jax.jit
+    def run(variables, x):
+        logits2 = d.apply(variables, x.at[1:].set(0.0))
+        grad = jax.grad(lambda x: d.apply(variables, x).sum())(x)
+        return d.apply(variables, x), logits2, grad
+
+    logits, logits2, grad = run(variables, x)
+    assert "batch_stats" not in variables
+    assert ("LayerNorm_0" in variables["params"]) == (norm == "layer")
+    np.testing.assert_allclose(logits[0], logits2[0], atol=1e-6)
+    assert not np.allclose(logits[1:], logits2[1:], atol=1e-4)
+    # A per-sample input gradient, as WGAN-GP needs, is finite and non-zero.
+    assert grad.shape == x.shape and bool(jnp.all(jnp.isfinite(grad)))
+    assert float(jnp.abs(grad[0]).sum()) > 0
+
+
+@pytest.mark.parametrize("resolution", [4, 12, 128, 32.0])
+def test_dcgan_invalid_resolution(resolution):
+    with pytest.raises(ValueError, match="resolution must be a power of two"):
+        DCGANGenerator(resolution=resolution, channels=3).init(KEY, jnp.zeros((1, 8)))
+    with pytest.raises(ValueError, match="resolution must be a power of two"):
+        DCGANDiscriminator(resolution=resolution, channels=3).init(KEY, jnp.zeros((1, 8, 8, 3)))
+
+
+def test_dcgan_discriminator_rejects_wrong_input_shape_and_norm():
+    d = DCGANDiscriminator(resolution=8, channels=3, base_features=4)
+    for bad in [(2, 16, 16, 3), (2, 8, 8, 1), (2, 3, 8, 8), (8, 8, 3)]:
+        with pytest.raises(ValueError, match=r"expects images of shape \(batch, 8, 8, 3\)"):
+            d.init(KEY, jnp.zeros(bad))
+    with pytest.raises(ValueError, match="norm"):
+        DCGANDiscriminator(resolution=8, channels=3, norm="instance").init(
+            KEY, jnp.zeros((1, 8, 8, 3))
+        )
