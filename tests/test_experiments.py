@@ -54,3 +54,21 @@ def test_sample_cli_and_tensorboard_events(tmp_path):
     assert again == out
     with pytest.raises(FileNotFoundError, match="config.json"):
         sample_main([str(tmp_path / "nothing")])
+
+
+def test_report_table_from_eval_files(tmp_path):
+    from jaxgan.report import main as report_main
+
+    for name, scores in {
+        "dcgan": {"digits_fid": 12.5},
+        "gan": {"modes": 8, "high_quality": 0.5},
+    }.items():
+        os.makedirs(tmp_path / name)
+        with open(tmp_path / name / "eval.json", "w") as fh:
+            json.dump({"step": 100, "train_seconds": 90.0, **scores}, fh)
+    os.makedirs(tmp_path / "unfinished")
+    table = report_main([str(tmp_path)]).splitlines()
+    assert table[0] == "| run | steps | train time | digits_fid | modes | high_quality |"
+    assert table[2] == "| dcgan | 100 | 1.5 min | 12.5 |  |  |"
+    assert table[3] == "| gan | 100 | 1.5 min |  | 8 | 0.5 |"
+    assert len(table) == 4
