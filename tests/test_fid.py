@@ -555,3 +555,25 @@ def test_stats_npz_with_pickled_objects_is_refused(tmp_path):
     np.savez(path, mu=np.array([{"a": 1}], dtype=object), sigma=np.eye(1))
     with pytest.raises(ValueError, match=r"obj\.npz"):
         load_stats(path)
+
+
+def test_in_training_inception_fid_hook(weights_file, tmp_path):
+    """A run configured with Inception weights reports FID in eval.json and metrics.jsonl."""
+    import json
+
+    from experiments import dcgan
+
+    wd = tmp_path / "run"
+    dcgan.main(
+        ["--smoke", "--workdir", str(wd), "--steps", "2", "--tensorboard", "false"]
+        + ["--fid_weights", weights_file, "--fid_samples", "6", "--fid_dims", "64"]
+    )
+    with open(wd / "eval.json") as fh:
+        scores = json.load(fh)
+    assert np.isfinite(scores["fid"]) and scores["fid"] > 0
+    rows = [json.loads(line) for line in open(wd / "metrics.jsonl")]
+    assert rows[-1]["eval/fid"] == pytest.approx(scores["fid"])
+    with pytest.raises(FileNotFoundError, match="no_such_weights"):
+        dcgan.main(
+            ["--smoke", "--workdir", str(tmp_path / "bad"), "--fid_weights", "no_such_weights.pth"]
+        )

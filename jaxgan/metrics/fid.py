@@ -348,3 +348,21 @@ def _check_stats(mu: np.ndarray, sigma: np.ndarray, source: str) -> None:
         )
     if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
         raise ValueError(f"{source}: statistics contain NaN or inf")
+
+
+def _rgb_batches(images: np.ndarray, batch_size: int) -> Iterable[np.ndarray]:
+    for i in range(0, len(images), batch_size):
+        b = np.asarray(images[i : i + batch_size], np.float32)
+        yield np.repeat(b, 3, axis=-1) if b.shape[-1] == 1 else b
+
+
+def images_stats(
+    feature_fn: Callable[[Any], jax.Array],
+    images: np.ndarray,
+    batch_size: int = 100,
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`compute_stats` of an ``(N, H, W, C)`` array (greyscale is repeated to RGB)."""
+    return compute_stats(
+        feature_fn, _rgb_batches(images, batch_size), total=len(images), progress=progress
+    )

@@ -48,6 +48,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.sample_every = 500
     c.eval_every = 0  # 0: evaluate at the end only
     c.eval_samples = 2000
+    c.fid_weights = ""  # pytorch-fid Inception weights (.pth or .npz): adds Inception FID
+    c.fid_samples = 10000  # generated and real images for the Inception FID
+    c.fid_dims = 2048  # Inception feature: 2048 (pool3, the standard FID), 768, 192 or 64
     c.checkpoint_every = 500
     c.keep_checkpoints = 3
     c.tensorboard = True
@@ -94,6 +97,31 @@ def load_source(config: ml_collections.ConfigDict, split: str = "train"):
         data_dir=config.data_dir or None,
         download=config.download,
     )
+
+
+def make_inception_fid(config: ml_collections.ConfigDict, source: Any):
+    """``fakes -> FID`` against ``config.fid_samples`` real images, with the Inception
+    weights of ``config.fid_weights``; None when no weights file is configured.
+
+    The weights file is checked now (before any compile); the real statistics are computed
+    on first use and kept for the rest of the run."""
+    if not config.get("fid_weights"):
+        return None
+    if source.kind != "image":
+        raise ValueError("Inception FID needs images; the dataset gives 2D points")
+    from jaxgan.data import fixed_batch
+    from jaxgan.metrics.fid import fid_from_stats, images_stats, load_inception
+
+    feature_fn = load_inception(config.fid_weights, dims=config.fid_dims)
+    real: list = []
+
+    def fid(fakes: np.ndarray) -> float:
+        if not real:
+            images = fixed_batch(source, min(config.fid_samples, len(source)), seed=0)["x"]
+            real.append(images_stats(feature_fn, images))
+        return fid_from_stats(*images_stats(feature_fn, fakes), *real[0])
+
+    return fid
 
 
 def step_config(config: ml_collections.ConfigDict) -> StepConfig:
@@ -156,11 +184,16 @@ def build_gan_task(
         else:
             save_grid(np.asarray(generate(state.g, fixed_z)), path, nrow=8)
 
+    inception_fid = make_inception_fid(config, source)
+
     def evaluate(state: GANState) -> dict[str, float]:
         from jaxgan.metrics import evaluate_samples
 
         n = 2500 if source.kind == "points" else config.eval_samples
-        return evaluate_samples(config.dataset, sample(state, n, config.seed + 2))
+        scores = evaluate_samples(config.dataset, sample(state, n, config.seed + 2))
+        if inception_fid is not None:
+            scores["fid"] = inception_fid(sample(state, config.fid_samples, config.seed + 3))
+        return scores
 
     meta = {
         "family": config.family,
