@@ -52,12 +52,13 @@ def _check_config(name: str, resolution: int, base_features: int) -> int:
     return resolution.bit_length() - 3  # 8 -> 1, 16 -> 2, 32 -> 3, 64 -> 4
 
 
-def _batch_norm(train: bool, name: str | None = None) -> nn.BatchNorm:
+def _batch_norm(train: bool, axis_name: str | None = None, name: str | None = None) -> nn.BatchNorm:
     return nn.BatchNorm(
         use_running_average=not train,
         momentum=_MOMENTUM,
         epsilon=_EPSILON,
         scale_init=dcgan_scale_init,
+        axis_name=axis_name,
         name=name,
     )
 
@@ -73,11 +74,15 @@ class DCGANGenerator(nn.Module):
       resolution: output height and width (8, 16, 32 or 64).
       channels: output channels (1 grey, 3 RGB).
       base_features: features of the last hidden layer (64 in the paper).
+      bn_axis_name: under ``jax.pmap``, the axis over which BatchNorm averages its batch
+        statistics (so they are those of the global batch); None on one device or under
+        ``jax.jit`` with sharded arrays.
     """
 
     resolution: int
     channels: int
     base_features: int = 64
+    bn_axis_name: str | None = None
 
     @nn.compact
     def __call__(self, z: jax.Array, train: bool = True) -> jax.Array:
@@ -92,13 +97,13 @@ class DCGANGenerator(nn.Module):
         features = self.base_features * 2 ** (n_up - 1)
         h = nn.Dense(4 * 4 * features, use_bias=False, kernel_init=dcgan_kernel_init)(z)
         h = h.reshape(z.shape[0], 4, 4, features)
-        h = nn.relu(_batch_norm(train)(h))
+        h = nn.relu(_batch_norm(train, self.bn_axis_name)(h))
         for _ in range(n_up - 1):
             features //= 2
             h = ConvTranspose(
                 features, (4, 4), (2, 2), use_bias=False, kernel_init=dcgan_kernel_init
             )(h)
-            h = nn.relu(_batch_norm(train)(h))
+            h = nn.relu(_batch_norm(train, self.bn_axis_name)(h))
         h = ConvTranspose(self.channels, (4, 4), (2, 2), kernel_init=dcgan_kernel_init)(h)
         return jnp.tanh(h)
 
@@ -117,12 +122,15 @@ class DCGANDiscriminator(nn.Module):
       norm: 'batch' (the paper), or 'layer' / 'none' for WGAN-GP critics, whose
         per-sample gradient penalty BatchNorm would break. 'layer' normalises each sample
         over (H, W, C) with a per-channel scale and offset.
+      bn_axis_name: under ``jax.pmap``, the axis over which BatchNorm averages its batch
+        statistics (see :class:`DCGANGenerator`).
     """
 
     resolution: int
     channels: int
     base_features: int = 64
     norm: str = "batch"
+    bn_axis_name: str | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
@@ -153,7 +161,7 @@ class DCGANDiscriminator(nn.Module):
             features *= 2
             h = conv(features, use_bias=self.norm != "batch")(h)
             if self.norm == "batch":
-                h = _batch_norm(train)(h)
+                h = _batch_norm(train, self.bn_axis_name)(h)
             elif self.norm == "layer":
                 h = nn.LayerNorm(epsilon=_EPSILON, reduction_axes=(-3, -2, -1), feature_axes=-1)(h)
             h = nn.leaky_relu(h, negative_slope=0.2)

@@ -14,6 +14,11 @@ validates data and model before compiling anything, resumes from the newest chec
 
 A non-finite metric stops the run with :class:`NonFiniteError`, naming the step and the
 metric; no checkpoint is written after it, so the last good one is kept.
+
+``config.parallel`` ('none' by default, 'pmap' or 'sharding') chooses where state and
+batches live (:mod:`jaxgan.parallel`); with many processes every process runs this loop,
+reads its slice of each batch and writes the checkpoints with the others, and only
+process 0 writes logs, samples and scores.
 """
 
 from __future__ import annotations
@@ -51,6 +56,10 @@ class Task:
     write_samples: Callable[[Any, str], None]  # (state, png path)
     evaluate: Callable[[Any], dict[str, float]] | None = None
     transform: Callable | None = None  # per-batch augmentation (batch, np rng) -> batch
+    # Set when train_step is the un-jitted per-device step for jax.pmap over this axis
+    # (config.parallel == 'pmap'); see jaxgan.parallel.
+    axis_name: str | None = None
+    batch_chunks: int = 1  # the step cuts its batch into this many equal parts (n_critic)
 
 
 # Metrics shown next to the progress bar (when a family reports them).
@@ -84,6 +93,16 @@ def _check(tracker: dict, ckpt: Checkpointer) -> None:
     )
 
 
+class _NoWriter:
+    """Stands in for the MetricWriter on processes other than 0."""
+
+    def write(self, step: int, scalars: dict[str, Any]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def _config_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
     return json.loads(config.to_json_best_effort())
 
@@ -97,22 +116,29 @@ def train_and_evaluate(
     workdir = workdir or config.workdir
     if not workdir:
         raise ValueError("no workdir: pass --workdir DIR")
+    from jaxgan import parallel
+
+    parallel.maybe_initialize_distributed()  # many hosts: before any JAX computation
     if build_task is None:
         from jaxgan.train.registry import build_task as _build
 
         build_task = _build
     task = build_task(config)  # validates data and model: errors come before compiling
+    par = parallel.for_task(config.get("parallel", "none"), task)  # checks batch vs devices
+    main = jax.process_index() == 0
 
     os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as fh:
-        json.dump(_config_dict(config), fh, indent=2)
+    if main:
+        with open(os.path.join(workdir, "config.json"), "w") as fh:
+            json.dump(_config_dict(config), fh, indent=2)
 
     ckpt = Checkpointer(workdir, task.meta, max_to_keep=config.keep_checkpoints)
-    state = jax.jit(task.init_state)(jax.random.PRNGKey(config.seed))
+    state = par.init_state(jax.random.PRNGKey(config.seed))
     if ckpt.latest_step() is not None:
-        state = ckpt.restore(state)
-        print(f"resumed from {ckpt.directory}/{ckpt.latest_step()} (step {int(state.step)})")
-    start = int(state.step)
+        state = par.restore(ckpt, state)
+        restored = int(par.host_state(state).step)
+        print(f"resumed from {ckpt.directory}/{ckpt.latest_step()} (step {restored})")
+    start = int(par.host_state(state).step)
 
     from jaxgan.data import batch_iterator
 
@@ -125,7 +151,9 @@ def train_and_evaluate(
         process_count=jax.process_count(),
         transform=task.transform,
     )
-    writer = MetricWriter(workdir, tensorboard=config.get("tensorboard", True))
+    writer = (
+        MetricWriter(workdir, tensorboard=config.get("tensorboard", True)) if main else _NoWriter()
+    )
     tracker = None
     samples_dir = os.path.join(workdir, "samples")
     steps = int(config.steps)
@@ -137,11 +165,11 @@ def train_and_evaluate(
             desc=os.path.basename(workdir.rstrip("/")),
             unit="step",
             dynamic_ncols=True,
-            disable=config.get("quiet", False),
+            disable=config.get("quiet", False) or not main,
         ) as bar:
             for step in range(start + 1, steps + 1):
-                batch = next(batches)
-                state, metrics = task.train_step(state, batch)
+                batch = par.put_batch(next(batches))
+                state, metrics = par.train_step(state, batch)
                 if tracker is None:
                     zeros = jax.tree.map(jnp.zeros_like, metrics)
                     tracker = {"step": jnp.array(-1), "metrics": zeros}
@@ -152,26 +180,30 @@ def train_and_evaluate(
                     host = {k: float(v) for k, v in jax.device_get(metrics).items()}
                     writer.write(step, host)
                     bar.set_postfix({k: f"{v:.3g}" for k, v in host.items() if k in _SHOWN})
-                if config.sample_every and step % config.sample_every == 0:
-                    task.write_samples(state, os.path.join(samples_dir, f"step_{step:06d}.png"))
+                if main and config.sample_every and step % config.sample_every == 0:
+                    path = os.path.join(samples_dir, f"step_{step:06d}.png")
+                    task.write_samples(par.host_state(state), path)
                 eval_now = config.eval_every and step % config.eval_every == 0 and step < steps
-                if task.evaluate and eval_now:
-                    writer.write(step, {f"eval/{k}": v for k, v in task.evaluate(state).items()})
+                if main and task.evaluate and eval_now:
+                    scores = task.evaluate(par.host_state(state))
+                    writer.write(step, {f"eval/{k}": v for k, v in scores.items()})
                 if step % config.checkpoint_every == 0 or step == steps:
                     _check(tracker, ckpt)
-                    ckpt.save(step, state)
+                    ckpt.save(step, par.checkpoint_state(state))
         ckpt.wait()
         elapsed = time.time() - t0
-        task.write_samples(state, os.path.join(samples_dir, "final.png"))
-        if task.evaluate is not None:
-            scores = task.evaluate(state)
-            writer.write(int(state.step), {f"eval/{k}": v for k, v in scores.items()})
+        if main:
+            task.write_samples(par.host_state(state), os.path.join(samples_dir, "final.png"))
+        if main and task.evaluate is not None:
+            final = par.host_state(state)
+            scores = task.evaluate(final)
+            writer.write(int(final.step), {f"eval/{k}": v for k, v in scores.items()})
             with open(os.path.join(workdir, "eval.json"), "w") as fh:
-                row = {"step": int(state.step), "train_seconds": elapsed, **scores}
+                row = {"step": int(final.step), "train_seconds": elapsed, **scores}
                 json.dump(row, fh, indent=2)
             if scores:
                 print("eval: " + ", ".join(f"{k}={v:.4g}" for k, v in scores.items()))
     finally:
         writer.close()
         ckpt.close()
-    return state
+    return par.final_state(state)

@@ -11,6 +11,7 @@ import ml_collections
 import numpy as np
 
 from jaxgan.images import save_grid, save_scatter
+from jaxgan.parallel import AXIS
 from jaxgan.state import GANState, create_train_state
 from jaxgan.train.gan_step import UNCONDITIONAL, Conditioning, StepConfig, make_train_step
 from jaxgan.train.loop import Task
@@ -55,11 +56,20 @@ def base_config() -> ml_collections.ConfigDict:
     c.keep_checkpoints = 3
     c.tensorboard = True
     c.quiet = False
+    c.parallel = "none"  # none | pmap | sharding (many devices/hosts: see jaxgan.parallel)
     return c
 
 
-def build_networks(model: ml_collections.ConfigDict, sample_shape: tuple[int, ...], kind: str):
-    """Generator and discriminator modules for ``model.name`` ('mlp' or 'dcgan')."""
+def build_networks(
+    model: ml_collections.ConfigDict,
+    sample_shape: tuple[int, ...],
+    kind: str,
+    bn_axis_name: str | None = None,
+):
+    """Generator and discriminator modules for ``model.name`` ('mlp' or 'dcgan').
+
+    ``bn_axis_name``: the pmap axis BatchNorm averages its statistics over (None: no pmap).
+    """
     from jaxgan.nets.dcgan import DCGANDiscriminator, DCGANGenerator
     from jaxgan.nets.mlp import MLPDiscriminator, MLPGenerator
 
@@ -77,9 +87,18 @@ def build_networks(model: ml_collections.ConfigDict, sample_shape: tuple[int, ..
             )
         res, _, ch = sample_shape
         return (
-            DCGANGenerator(resolution=res, channels=ch, base_features=model.base_features),
+            DCGANGenerator(
+                resolution=res,
+                channels=ch,
+                base_features=model.base_features,
+                bn_axis_name=bn_axis_name,
+            ),
             DCGANDiscriminator(
-                resolution=res, channels=ch, base_features=model.base_features, norm=model.d_norm
+                resolution=res,
+                channels=ch,
+                base_features=model.base_features,
+                norm=model.d_norm,
+                bn_axis_name=bn_axis_name,
             ),
         )
     raise ValueError(f"unknown model {model.name!r}; use 'mlp' or 'dcgan'")
@@ -144,7 +163,10 @@ def build_gan_task(
     """The unconditional (or, with ``conditioning``, label-conditioned) GAN task."""
     source = load_source(config)
     sample_shape = tuple(source.sample_shape)
-    G, D = build_networks(config.model, sample_shape, source.kind)
+    # parallel='pmap': the step and BatchNorm average over the devices' axis (see
+    # jaxgan.parallel); 'none' and 'sharding' use the plain global step.
+    axis_name = AXIS if config.get("parallel", "none") == "pmap" else None
+    G, D = build_networks(config.model, sample_shape, source.kind, bn_axis_name=axis_name)
     if config.gp_weight > 0 and config.model.name == "dcgan" and config.model.d_norm == "batch":
         raise ValueError(
             "the gradient penalty is per sample, and BatchNorm in the critic mixes samples: "
@@ -205,9 +227,11 @@ def build_gan_task(
     return Task(
         meta=meta,
         init_state=init_state,
-        train_step=make_train_step(cfg, conditioning),
+        train_step=make_train_step(cfg, conditioning, jit=axis_name is None, axis_name=axis_name),
         source=source,
         examples_per_step=config.batch_size * config.n_critic,
+        axis_name=axis_name,
+        batch_chunks=config.n_critic,
         write_samples=write_samples,
         evaluate=evaluate,
     )
