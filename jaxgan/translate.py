@@ -31,10 +31,11 @@ DIRECTIONS = ("AtoB", "BtoA")
 
 
 def load_cyclegan(workdir: str):
-    """``(config, state, translators)`` of the newest checkpoint of a CycleGAN workdir.
+    """``(config, state, translators, (shape_x, shape_y))`` of a CycleGAN workdir's newest
+    checkpoint; no training data is read.
 
     ``translators['AtoB'|'BtoA'](params, images)``; G's params are ``state.g.params``, F's
-    ``state.f.params``.
+    ``state.f.params``; ``shape_x``/``shape_y`` are the image shapes of domains A and B.
 
     Raises:
       FileNotFoundError: no ``config.json`` or no checkpoint.
