@@ -20,8 +20,10 @@ global batch. This module runs it
   the devices for the whole run (built once, then broadcast); only checkpoints, samples
   and evaluations take device 0's copy.
 
-Both parallel paths compute what one device computes on the same global batch (tested to
-1e-5 on 8 simulated CPU devices for DCGAN with BatchNorm, WGAN-GP and RaLSGAN).
+Every family supports both. Both parallel paths compute what one device computes on the
+same global batch (tested to 1e-5 on 8 simulated CPU devices for DCGAN with BatchNorm,
+WGAN-GP, RaLSGAN, the conditional GAN and InfoGAN with BatchNorm, CycleGAN with its image
+pool, SRResNet / SRGAN with BatchNorm and ESRGAN's relativistic losses).
 
 **Many hosts.** Launch the same command on every host with ``--parallel sharding``.
 :func:`maybe_initialize_distributed` (called by the training loop) starts
@@ -46,6 +48,9 @@ random numbers for the global batch and keeping its own rows), and returns
 equal chunks the step cuts its batch into (``n_critic``). The GAN step of
 :mod:`jaxgan.train.gan_step` (shared by the unconditional and conditional families) does the
 step's part; :func:`jaxgan.train.unconditional.build_gan_task` shows the task builder's.
+State that couples the samples of a batch is updated on the gathered global batch, the same
+way on every device: CycleGAN's image pools (:mod:`jaxgan.train.cyclegan`). The SR steps
+(:mod:`jaxgan.train.superres`) gather the critic outputs of ESRGAN's relativistic losses.
 """
 
 from __future__ import annotations

@@ -115,6 +115,51 @@ def test_indivisible_batch_is_a_clear_error_before_compiling(eight_devices):
     assert "B=10" in errors["split"] and "n_critic=2" in errors["split"], errors["split"]
 
 
+@pytest.fixture(scope="module")
+def families_on_8_devices(tmp_path_factory) -> dict:
+    """Conditional GAN, InfoGAN, CycleGAN, SRGAN and ESRGAN in ONE subprocess (compiling
+    dominates; one JAX start-up for all of them)."""
+    out = tmp_path_factory.mktemp("families") / "result.json"
+    _finish([_start("families.py", [str(out)], devices=8)], timeout=600)
+    return json.loads(out.read_text())
+
+
+@pytest.mark.parametrize("name", ["cgan", "infogan", "cyclegan", "srgan_psnr", "srgan", "esrgan"])
+@pytest.mark.parametrize("path", ["pmap", "sharding"])
+def test_other_families_on_8_devices_equal_one_device(families_on_8_devices, name, path):
+    res = families_on_8_devices[name]
+    assert families_on_8_devices["devices"] == 8
+    assert res["moved"] > 100 * TOL  # the steps did change the parameters
+    got = res[path]
+    assert got["step"] == 2
+    assert got["params"] < TOL, got
+    assert got["metrics"] < TOL, got  # relative
+    if name == "cyclegan":  # the pools fill and swap within the first step (batch 16 > 6)
+        assert res["pool_counts"] == [6, 6]
+        assert got["pools"] < TOL, got
+    else:  # BatchNorm in G and/or D (and InfoGAN's Q head): the global batch's statistics
+        assert res["has_batch_stats"]
+        assert got["stats"] < TOL, got
+    if name == "infogan":
+        assert "info_loss" in res["metric_names"]
+    if name == "esrgan":
+        assert "adversarial" in res["metric_names"]
+
+
+def test_pmap_loop_of_an_sr_run_resumes_and_matches_one_device(families_on_8_devices):
+    loop = families_on_8_devices["loop"]
+    assert loop["step"] == 2 and loop["logged_steps"] == [1, 2]
+    assert loop["scored"] and loop["single_device"]
+    assert loop["params"] < TOL, loop
+
+
+def test_indivisible_cyclegan_batch_is_a_clear_error(families_on_8_devices):
+    errors = families_on_8_devices["errors"]
+    for kind in ("sharding", "pmap"):
+        assert errors[kind] is not None, kind
+        assert "B=12" in errors[kind] and "8 devices" in errors[kind], errors[kind]
+
+
 # --------------------------------------------------------------------------- in process
 
 

@@ -78,32 +78,46 @@ class ResidualBlock(nn.Module):
 
     features: int
     batch_norm: bool = True
+    bn_axis_name: str | None = None
 
     @nn.compact
     def __call__(self, x: Array, train: bool = False) -> Array:
         y = nn.Conv(self.features, (3, 3), padding=_PAD1, name="conv1")(x)
         if self.batch_norm:
-            y = _bn(train, "bn1")(y)
+            y = _bn(train, "bn1", self.bn_axis_name)(y)
         y = nn.PReLU(negative_slope_init=0.25, name="prelu")(y)
         y = nn.Conv(self.features, (3, 3), padding=_PAD1, name="conv2")(y)
         if self.batch_norm:
-            y = _bn(train, "bn2")(y)
+            y = _bn(train, "bn2", self.bn_axis_name)(y)
         return x + y
 
 
-def _bn(train: bool, name: str) -> nn.BatchNorm:
-    """BatchNorm with PyTorch's defaults (momentum 0.1 there is 0.9 here, eps 1e-5)."""
-    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, name=name)
+def _bn(train: bool, name: str, axis_name: str | None = None) -> nn.BatchNorm:
+    """BatchNorm with PyTorch's defaults (momentum 0.1 there is 0.9 here, eps 1e-5);
+    ``axis_name``: under ``jax.pmap``, the axis its batch statistics are averaged over."""
+    return nn.BatchNorm(
+        use_running_average=not train,
+        momentum=0.9,
+        epsilon=1e-5,
+        axis_name=axis_name,
+        name=name,
+    )
 
 
 class SRResNet(nn.Module):
-    """The SRResNet generator (module docstring). Input ``(N, h, w, channels)``."""
+    """The SRResNet generator (module docstring). Input ``(N, h, w, channels)``.
+
+    ``bn_axis_name``: under ``jax.pmap``, the axis over which BatchNorm averages its batch
+    statistics (those of the global batch); None on one device or under ``jax.jit`` with
+    sharded arrays.
+    """
 
     scale: int = 4
     features: int = 64
     n_blocks: int = 16
     channels: int = 3
     batch_norm: bool = True
+    bn_axis_name: str | None = None
 
     @nn.compact
     def __call__(self, x: Array, train: bool = False) -> Array:
@@ -112,10 +126,10 @@ class SRResNet(nn.Module):
         x = nn.PReLU(negative_slope_init=0.25, name="prelu_first")(x)
         skip = x
         for i in range(self.n_blocks):
-            x = ResidualBlock(f, self.batch_norm, name=f"block{i}")(x, train)
+            x = ResidualBlock(f, self.batch_norm, self.bn_axis_name, name=f"block{i}")(x, train)
         x = nn.Conv(f, (3, 3), padding=_PAD1, name="conv_body")(x)
         if self.batch_norm:
-            x = _bn(train, "bn_body")(x)
+            x = _bn(train, "bn_body", self.bn_axis_name)(x)
         x = x + skip
         for i, r in enumerate(upsample_stages(self.scale)):
             x = nn.Conv(f * r * r, (3, 3), padding=_PAD1, name=f"conv_up{i}")(x)
@@ -125,13 +139,17 @@ class SRResNet(nn.Module):
 
 
 class VGGStyleDiscriminator(nn.Module):
-    """The SRGAN / ESRGAN discriminator (module docstring): images -> ``(N,)`` raw logits."""
+    """The SRGAN / ESRGAN discriminator (module docstring): images -> ``(N,)`` raw logits.
+
+    ``bn_axis_name``: BatchNorm's pmap axis, as in :class:`SRResNet`.
+    """
 
     features: int = 64
     n_stages: int = 4
     strided_kernel: int = 3
     dense_features: int = 1024
     batch_norm: bool = True
+    bn_axis_name: str | None = None
 
     @nn.compact
     def __call__(self, x: Array, train: bool = False) -> Array:
@@ -145,7 +163,7 @@ class VGGStyleDiscriminator(nn.Module):
                     width, (3, 3), padding=_PAD1, use_bias=not self.batch_norm, name=f"conv{i}_0"
                 )(x)
                 if self.batch_norm:
-                    x = _bn(train, f"bn{i}_0")(x)
+                    x = _bn(train, f"bn{i}_0", self.bn_axis_name)(x)
                 x = nn.leaky_relu(x, 0.2)
             x = nn.Conv(
                 width,
@@ -156,7 +174,7 @@ class VGGStyleDiscriminator(nn.Module):
                 name=f"conv{i}_1",
             )(x)
             if self.batch_norm:
-                x = _bn(train, f"bn{i}_1")(x)
+                x = _bn(train, f"bn{i}_1", self.bn_axis_name)(x)
             x = nn.leaky_relu(x, 0.2)
         x = x.reshape(x.shape[0], -1)
         x = nn.Dense(self.dense_features, name="dense1")(x)

@@ -28,6 +28,12 @@ Scores (``evaluate``) on ``config.eval_samples`` samples with balanced classes/c
   the first categorical code is assigned the class the classifier most often gives its
   samples, and the score is the fraction of samples whose class is their code's
   assignment; ``cat_code_classes`` counts the distinct classes assigned (K ideally).
+
+Many devices (:mod:`jaxgan.parallel`): ``parallel='sharding'`` runs the global step as it
+is; with ``parallel='pmap'`` the networks average their BatchNorm statistics over the
+devices (``bn_axis_name``, also in the projection / InfoGAN trunk and Q head) and the
+shared step, built with ``axis_name``, draws the fake labels, codes and noise for the
+global batch and keeps each device's rows, so both compute what one device computes.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ import numpy as np
 
 from jaxgan import losses
 from jaxgan.images import save_grid, save_scatter
+from jaxgan.parallel import AXIS
 from jaxgan.state import GANState, create_train_state
 from jaxgan.train.gan_step import Conditioning, make_train_step
 from jaxgan.train.loop import Task
@@ -166,21 +173,34 @@ def _check_dcgan_gp(config: ml_collections.ConfigDict) -> None:
         )
 
 
-def _trunk(model: ml_collections.ConfigDict, sample_shape: tuple[int, ...]) -> Any:
+def _trunk(
+    model: ml_collections.ConfigDict,
+    sample_shape: tuple[int, ...],
+    bn_axis_name: str | None = None,
+) -> Any:
     """The discriminator trunk of ``model`` (shared by the projection and InfoGAN heads)."""
     from jaxgan.nets.conditional import DCGANTrunk, MLPTrunk
 
     if model.name == "mlp":
         return MLPTrunk(hidden=tuple(model.hidden))
     res, _, ch = sample_shape
-    return DCGANTrunk(res, ch, base_features=model.base_features, norm=model.d_norm)
+    return DCGANTrunk(
+        res, ch, base_features=model.base_features, norm=model.d_norm, bn_axis_name=bn_axis_name
+    )
 
 
 def build_cgan_networks(
-    model: ml_collections.ConfigDict, sample_shape: tuple[int, ...], kind: str, num_classes: int
+    model: ml_collections.ConfigDict,
+    sample_shape: tuple[int, ...],
+    kind: str,
+    num_classes: int,
+    bn_axis_name: str | None = None,
 ) -> tuple[Any, Any]:
     """Label-conditioned ``(G, D)`` for ``model.name`` ('mlp' or 'dcgan') and
-    ``model.conditioning`` ('concat' or 'projection')."""
+    ``model.conditioning`` ('concat' or 'projection').
+
+    ``bn_axis_name``: the pmap axis every BatchNorm averages its statistics over (None: no
+    pmap; see :mod:`jaxgan.parallel`)."""
     from jaxgan.nets.conditional import (
         LabelConcatDiscriminator,
         LabelConditionedGenerator,
@@ -194,14 +214,18 @@ def build_cgan_networks(
         raise ValueError(f"unknown conditioning {conditioning!r}; use one of {_CONDITIONINGS}")
     if embed_dim < 0:
         raise ValueError(f"model.embed_dim must be >= 0, got {embed_dim}")
-    G, D = build_networks(model, sample_shape, kind)  # validates model.name and the data
+    # validates model.name and the data
+    G, D = build_networks(model, sample_shape, kind, bn_axis_name=bn_axis_name)
     G = LabelConditionedGenerator(G, num_classes, embed_dim)
     if conditioning == "projection":
-        return G, ProjectionDiscriminator(_trunk(model, sample_shape), num_classes)
+        trunk = _trunk(model, sample_shape, bn_axis_name)
+        return G, ProjectionDiscriminator(trunk, num_classes)
     if model.name == "mlp":
         return G, LabelConcatDiscriminator(D, num_classes, "flat", embed_dim)
     res, _, ch = sample_shape
-    inner = DCGANDiscriminator(res, ch + num_classes, model.base_features, norm=model.d_norm)
+    inner = DCGANDiscriminator(
+        res, ch + num_classes, model.base_features, norm=model.d_norm, bn_axis_name=bn_axis_name
+    )
     return G, LabelConcatDiscriminator(inner, num_classes, "maps")
 
 
@@ -218,31 +242,42 @@ def _check_info(info: ml_collections.ConfigDict) -> None:
 
 
 def build_infogan_networks(
-    config: ml_collections.ConfigDict, sample_shape: tuple[int, ...], kind: str
+    config: ml_collections.ConfigDict,
+    sample_shape: tuple[int, ...],
+    kind: str,
+    bn_axis_name: str | None = None,
 ) -> tuple[Any, Any]:
     """InfoGAN's ``(G, D)``: the family's generator fed with noise and codes, and a
-    discriminator whose trunk is shared with the Q head."""
+    discriminator whose trunk is shared with the Q head (``bn_axis_name``: as
+    :func:`build_cgan_networks`)."""
     from jaxgan.nets.conditional import CodeConditionedGenerator, InfoGANDiscriminator
 
     info, model = config.info, config.model
     _check_info(info)
-    G, _ = build_networks(model, sample_shape, kind)
+    G, _ = build_networks(model, sample_shape, kind, bn_axis_name=bn_axis_name)
     codes = dict(
         num_categorical=info.num_categorical,
         categorical_values=info.categorical_values,
         num_continuous=info.num_continuous,
     )
     D = InfoGANDiscriminator(
-        _trunk(model, sample_shape),
+        _trunk(model, sample_shape, bn_axis_name),
         **codes,
         learn_std=info.learn_std,
         q_hidden=info.q_hidden,
         q_norm=model.name == "dcgan" and model.d_norm == "batch",
+        bn_axis_name=bn_axis_name,
     )
     return CodeConditionedGenerator(G, **codes), D
 
 
 # ----------------------------------------------------------------------------- shared
+
+
+def _axis_name(config: ml_collections.ConfigDict) -> str | None:
+    """The pmap axis of the step and of BatchNorm: ``AXIS`` with ``parallel='pmap'``, else
+    None ('none' and 'sharding' run the plain global step; see :mod:`jaxgan.parallel`)."""
+    return AXIS if config.get("parallel", "none") == "pmap" else None
 
 
 def _gan_task(
@@ -255,8 +290,11 @@ def _gan_task(
     model_meta: dict[str, Any],
 ) -> dict[str, Any]:
     """The parts of a Task that the conditional families share with the unconditional one:
-    optimizers, state, the compiled step of :mod:`jaxgan.train.gan_step`, metadata."""
+    optimizers, state, the compiled step of :mod:`jaxgan.train.gan_step` (with
+    ``parallel='pmap'`` the per-device step over ``AXIS``: it draws labels, codes and noise
+    for the global batch and keeps its own rows), metadata."""
     G, D = networks
+    axis_name = _axis_name(config)
     _check_dcgan_gp(config)
     sample_shape = tuple(source.sample_shape)
     tx_g = make_optimizer(config.optimizer, config.g_lr, config.b1, config.b2)
@@ -282,9 +320,13 @@ def _gan_task(
             "num_classes": int(source.num_classes),
         },
         init_state=init_state,
-        train_step=make_train_step(step_config(config), conditioning),
+        train_step=make_train_step(
+            step_config(config), conditioning, jit=axis_name is None, axis_name=axis_name
+        ),
         source=source,
         examples_per_step=config.batch_size * config.n_critic,
+        axis_name=axis_name,
+        batch_chunks=config.n_critic,
     )
 
 
@@ -335,7 +377,9 @@ def build_cgan_task(config: ml_collections.ConfigDict) -> Task:
     source = load_source(config)
     k = _check_labelled(config, source)
     sample_shape = tuple(source.sample_shape)
-    G, D = build_cgan_networks(config.model, sample_shape, source.kind, k)
+    G, D = build_cgan_networks(
+        config.model, sample_shape, source.kind, k, bn_axis_name=_axis_name(config)
+    )
     label = jnp.zeros((1,), jnp.int32)
     parts = _gan_task(
         config, source, (G, D), label_conditioning(k), (label,), (label,), config.model.to_dict()
@@ -422,7 +466,7 @@ def build_infogan_task(config: ml_collections.ConfigDict) -> Task:
     source = load_source(config)
     info = config.info
     sample_shape = tuple(source.sample_shape)
-    G, D = build_infogan_networks(config, sample_shape, source.kind)
+    G, D = build_infogan_networks(config, sample_shape, source.kind, _axis_name(config))
     n_cat, k, n_cont = info.num_categorical, info.categorical_values, info.num_continuous
     g_inputs = (jnp.zeros((1, n_cat), jnp.int32), jnp.zeros((1, n_cont)))
     model_meta = {

@@ -22,6 +22,11 @@ One step (:func:`make_train_step`), as one iteration of the reference implementa
    D_Y; the discriminator update does not depend on the new G and F since its fakes were
    computed before, so this is the same computation.)
 
+Many devices (:mod:`jaxgan.parallel`): ``parallel='sharding'`` runs this global step as
+it is; ``parallel='pmap'`` runs it per device with an ``axis_name`` (gradients and metrics
+``pmean``-ed, the pools updated on the gathered global batch of fakes), both equal to one
+device on the same batch.
+
 Adam 2e-4, beta1 0.5; the learning rate of every network follows
 :func:`cyclegan_lr_schedule` (constant for ``n_epochs``, then linear decay to zero over
 ``n_epochs_decay``, the reference's ``linear`` policy).
@@ -44,6 +49,7 @@ from flax import struct
 
 from jaxgan import losses
 from jaxgan.images import make_grid, save_image
+from jaxgan.parallel import AXIS
 from jaxgan.state import TrainState, step_key
 from jaxgan.train.loop import Task
 
@@ -193,14 +199,49 @@ def _apply(ts: TrainState, params: Any, x: Array, rng: Array | None) -> Array:
     return ts.apply_fn({"params": params}, x, train=True, rngs=rngs)
 
 
+def _pool_step(
+    pool: ImagePool, fakes: Array, key: Array, axis_name: str | None
+) -> tuple[ImagePool, Array]:
+    """:func:`pool_query`; under ``jax.pmap`` (``axis_name``) on the GLOBAL batch of fakes.
+
+    The pool couples the samples of a batch (image ``i`` may return what image ``j < i``
+    stored), so every device gathers all fakes in device order (the global batch), runs
+    the same query with the same key (the replicated pools stay identical) and keeps its
+    own rows of the output: exactly the one-device result.
+    """
+    if axis_name is None or pool.size == 0:
+        return pool_query(pool, fakes, key)
+    everyone = jax.lax.all_gather(fakes, axis_name, tiled=True)
+    pool, out = pool_query(pool, everyone, key)
+    n = fakes.shape[0]
+    return pool, jax.lax.dynamic_slice_in_dim(out, jax.lax.axis_index(axis_name) * n, n)
+
+
 def cyclegan_step(
-    state: CycleGANState, batch: dict[str, Array], cfg: StepConfig
+    state: CycleGANState,
+    batch: dict[str, Array],
+    cfg: StepConfig,
+    axis_name: str | None = None,
 ) -> tuple[CycleGANState, dict[str, Array]]:
-    """One CycleGAN step (module docstring): ``(state, {'x', 'y'}) -> (state, metrics)``."""
+    """One CycleGAN step (module docstring): ``(state, {'x', 'y'}) -> (state, metrics)``.
+
+    ``axis_name``: the per-device step of ``jax.pmap(..., axis_name)`` on this device's
+    rows of the batch: gradients and metrics are ``pmean``-ed (every loss is a batch
+    mean; the networks have no batch statistics) and the pools see the global batch
+    (:func:`_pool_step`), so it computes what one device computes on the whole batch.
+    Dropout masks (``model.dropout > 0``) are drawn per device (the device index folded
+    into the key): valid, but not the one-device masks.
+    """
     x, y = batch["x"], batch["y"]
     key = step_key(state.key, state.step)
     k_px, k_py, k_drop = jax.random.split(key, 3)
+    if axis_name is not None and cfg.dropout:
+        k_drop = jax.random.fold_in(k_drop, jax.lax.axis_index(axis_name))
     drops = [jax.random.fold_in(k_drop, i) for i in range(4)] if cfg.dropout else [None] * 4
+
+    def pmean(tree: Any) -> Any:
+        return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
+
     use_idt = cfg.lambda_identity != 0
     n = x.shape[0]
 
@@ -234,9 +275,10 @@ def cyclegan_step(
     (g_loss, (parts, fake_x, fake_y)), (grad_g, grad_f) = jax.value_and_grad(
         g_loss_fn, argnums=(0, 1), has_aux=True
     )(state.g.params, state.f.params)
+    grad_g, grad_f = pmean((grad_g, grad_f))
 
-    pool_x, hist_x = pool_query(state.pool_x, jax.lax.stop_gradient(fake_x), k_px)
-    pool_y, hist_y = pool_query(state.pool_y, jax.lax.stop_gradient(fake_y), k_py)
+    pool_x, hist_x = _pool_step(state.pool_x, jax.lax.stop_gradient(fake_x), k_px, axis_name)
+    pool_y, hist_y = _pool_step(state.pool_y, jax.lax.stop_gradient(fake_y), k_py, axis_name)
 
     def d_loss_fn(params: Any, ts: TrainState, real: Array, fake: Array):
         out = ts.apply_fn({"params": params}, jnp.concatenate([real, fake]))
@@ -247,6 +289,7 @@ def cyclegan_step(
     d_grad = jax.value_and_grad(d_loss_fn, has_aux=True)
     (d_x_loss, (dx_real, dx_fake)), grad_dx = d_grad(state.d_x.params, state.d_x, x, hist_x)
     (d_y_loss, (dy_real, dy_fake)), grad_dy = d_grad(state.d_y.params, state.d_y, y, hist_y)
+    grad_dx, grad_dy = pmean((grad_dx, grad_dy))
 
     new = state.replace(
         g=state.g.apply_gradients(grads=grad_g),
@@ -257,16 +300,20 @@ def cyclegan_step(
         pool_y=pool_y,
         step=state.step + 1,
     )
-    metrics = {
-        "g_loss": g_loss,
-        **parts,
-        "d_x_loss": d_x_loss,
-        "d_y_loss": d_y_loss,
-        "d_loss": d_x_loss + d_y_loss,
-        "d_x_real": dx_real,
-        "d_x_fake": dx_fake,
-        "d_y_real": dy_real,
-        "d_y_fake": dy_fake,
+    metrics = pmean(
+        {
+            "g_loss": g_loss,
+            **parts,
+            "d_x_loss": d_x_loss,
+            "d_y_loss": d_y_loss,
+            "d_loss": d_x_loss + d_y_loss,
+            "d_x_real": dx_real,
+            "d_x_fake": dx_fake,
+            "d_y_real": dy_real,
+            "d_y_fake": dy_fake,
+        }
+    )
+    metrics |= {
         "g_grad_norm": optax.tree.norm(grad_g),
         "f_grad_norm": optax.tree.norm(grad_f),
         "d_x_grad_norm": optax.tree.norm(grad_dx),
@@ -282,13 +329,17 @@ def _check_adversarial(kind: str) -> None:
 
 @functools.lru_cache(maxsize=16)
 def make_train_step(
-    cfg: StepConfig, jit: bool = True
+    cfg: StepConfig, jit: bool = True, axis_name: str | None = None
 ) -> Callable[[CycleGANState, dict], tuple[CycleGANState, dict]]:
     """``train_step(state, batch) -> (state, metrics)``, jit-compiled (state donated).
 
-    Cached: the same ``cfg`` gives the same function, so its compilations are reused."""
+    ``axis_name`` (with ``jit=False``): the per-device step for ``jax.pmap`` over that axis
+    (see :func:`cyclegan_step`). Cached: the same arguments give the same function, so
+    its compilations are reused."""
     _check_adversarial(cfg.adversarial)
-    step = functools.partial(cyclegan_step, cfg=cfg)
+    if axis_name is not None and jit:
+        raise ValueError("a step with an axis_name runs under jax.pmap: build it with jit=False")
+    step = functools.partial(cyclegan_step, cfg=cfg, axis_name=axis_name)
     if not jit:
         return step
     compiled = jax.jit(step, donate_argnums=0)
@@ -297,7 +348,9 @@ def make_train_step(
         # A fresh state (the output of a jit) is not committed to its devices, a restored
         # one is, and jit compiles the two separately. Commit a fresh state once (no copy:
         # same devices and buffers); every later state, an output of this step, stays so.
-        if not getattr(state.step, "committed", True):
+        # Inside an outer jit (parallel='sharding') the state is traced: nothing to commit.
+        step = state.step
+        if not isinstance(step, jax.core.Tracer) and not getattr(step, "committed", True):
             state = jax.tree.map(lambda x: jax.device_put(x, x.sharding), state)
         return compiled(state, batch)
 
@@ -348,6 +401,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.keep_checkpoints = 3
     c.tensorboard = True
     c.quiet = False
+    c.parallel = "none"  # none | pmap | sharding (many devices/hosts: see jaxgan.parallel)
     return c
 
 
@@ -572,6 +626,9 @@ def build_cyclegan_task(config: ml_collections.ConfigDict) -> Task:
         lambda_identity=config.lambda_identity,
         dropout=config.model.dropout > 0,
     )
+    # parallel='pmap': the per-device step (jaxgan.parallel); 'none' and 'sharding' the
+    # global one.
+    axis_name = AXIS if config.get("parallel", "none") == "pmap" else None
 
     def write_samples(state: CycleGANState, path: str) -> None:
         """Rows ``x | G(x) | F(G(x)) | y | F(y) | G(F(y))`` for held-out x and y."""
@@ -607,9 +664,10 @@ def build_cyclegan_task(config: ml_collections.ConfigDict) -> Task:
     return Task(
         meta=meta,
         init_state=init_state,
-        train_step=make_train_step(cfg),
+        train_step=make_train_step(cfg, jit=axis_name is None, axis_name=axis_name),
         source=source,
         examples_per_step=config.batch_size,
+        axis_name=axis_name,
         write_samples=write_samples,
         evaluate=evaluate,
         transform=make_jitter(size, resize=config.jitter, flip=config.flip),

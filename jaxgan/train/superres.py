@@ -28,6 +28,12 @@ paper's "SRGAN-MSE"), ESRGAN's generator loss is ``5e-3 * L_G^Ra + 1e-2 * L_1``.
 donated; the losses are computed on images mapped to [0, 1] (the papers' range, so their
 loss weights apply), while batches and networks use jaxgan's [-1, 1].
 
+**Many devices** (:mod:`jaxgan.parallel`): ``parallel='sharding'`` runs the global steps
+as they are; ``parallel='pmap'`` builds the networks with ``bn_axis_name`` (SRResNet and
+the discriminator have BatchNorm) and the steps with ``axis_name`` (gradients and metrics
+``pmean``-ed; ESRGAN's relativistic losses on the gathered critic outputs of the global
+batch). Both compute what one device computes on the same global batch.
+
 **Data.** :mod:`jaxgan.data.superres`: random HR crops with their bicubic LR, random flips
 and rotations, from the embedded photographs (default), a folder or DIV2K (tfds).
 
@@ -57,6 +63,7 @@ import optax
 from flax import struct
 
 from jaxgan import losses
+from jaxgan.parallel import AXIS
 from jaxgan.state import TrainState
 from jaxgan.train.loop import Task
 
@@ -121,10 +128,25 @@ def _apply(ts: TrainState, params: Any, x: Array, batch_stats: Any = None) -> tu
     return out, upd["batch_stats"]
 
 
+def _pmean(tree: Any, axis_name: str | None) -> Any:
+    """The average over the devices of ``axis_name`` (identity when None)."""
+    return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
+
+
+def _gather(a: Array, axis_name: str | None) -> Array:
+    """The global batch of per-device rows ``a``, in device order (identity when None)."""
+    return a if axis_name is None else jax.lax.all_gather(a, axis_name, tiled=True)
+
+
 def psnr_step(
-    state: SRState, batch: dict[str, Array], cfg: StepConfig
+    state: SRState, batch: dict[str, Array], cfg: StepConfig, axis_name: str | None = None
 ) -> tuple[SRState, dict[str, Array]]:
-    """One PSNR-oriented step: the generator on the pixel loss alone."""
+    """One PSNR-oriented step: the generator on the pixel loss alone.
+
+    ``axis_name``: the per-device step of ``jax.pmap`` over that axis (gradients and
+    metrics ``pmean``-ed, exact since the loss is a batch mean; BatchNorm statistics are
+    averaged by the network's ``bn_axis_name``).
+    """
     lr, hr = batch["lr"], batch["hr"]
 
     def loss_fn(params: Any):
@@ -132,17 +154,19 @@ def psnr_step(
         return losses.pixel_loss(to_unit(sr), to_unit(hr), cfg.pixel_kind), (sr, stats)
 
     (loss, (sr, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.g.params)
+    grads = _pmean(grads, axis_name)
     g = state.g.apply_gradients(grads=grads, batch_stats=stats)
-    metrics = {
-        "pixel": loss,
-        "psnr": batch_psnr(sr, hr),
-        "g_grad_norm": optax.global_norm(grads),
-    }
+    metrics = _pmean({"pixel": loss, "psnr": batch_psnr(sr, hr)}, axis_name)
+    metrics["g_grad_norm"] = optax.tree.norm(grads)
     return state.replace(g=g, step=state.step + 1), metrics
 
 
 def gan_step(
-    state: SRState, batch: dict[str, Array], vgg_params: Any, cfg: StepConfig
+    state: SRState,
+    batch: dict[str, Array],
+    vgg_params: Any,
+    cfg: StepConfig,
+    axis_name: str | None = None,
 ) -> tuple[SRState, dict[str, Array]]:
     """One adversarial step: a generator update against the current discriminator, and a
     discriminator update on the same (detached) super-resolved batch.
@@ -150,8 +174,20 @@ def gan_step(
     The discriminator runs in training mode in both losses (BatchNorm on batch statistics,
     real and fake batches passed separately, as in the reference implementations); only
     its own update keeps the new running statistics.
+
+    ``axis_name``: the per-device step of ``jax.pmap`` over that axis: gradients and
+    metrics are ``pmean``-ed, BatchNorm averages over the devices (the networks'
+    ``bn_axis_name``) and ESRGAN's relativistic losses get the critic outputs of all
+    devices (``all_gather``: their averages ``E[C(x_r)]``, ``E[C(x_f)]`` are over the
+    global batch), so the step computes what one device computes on the whole batch.
     """
     lr, hr = batch["lr"], batch["hr"]
+    ra = cfg.family == "esrgan"
+
+    def adv(logits: Array) -> Array:
+        """Critic outputs as the loss sees them: the global batch's for RaGAN."""
+        return _gather(logits, axis_name) if ra else logits
+
     feature_fn = None
     if cfg.perceptual:
         from jaxgan.nets.vgg import make_feature_fn
@@ -161,13 +197,13 @@ def gan_step(
     def g_loss_fn(params: Any):
         sr, g_stats = _apply(state.g, params, lr)
         fake_logits, _ = _apply(state.d, state.d.params, sr)
-        if cfg.family == "esrgan":
+        if ra:
             real_logits, _ = _apply(state.d, state.d.params, hr)
             total, parts = losses.esrgan_generator_loss(
                 to_unit(sr),
                 to_unit(hr),
-                jax.lax.stop_gradient(real_logits),
-                fake_logits,
+                adv(jax.lax.stop_gradient(real_logits)),
+                adv(fake_logits),
                 feature_fn,
                 perceptual_weight=cfg.perceptual_weight,
                 adversarial_weight=cfg.adversarial_weight,
@@ -193,8 +229,10 @@ def gan_step(
     def d_loss_fn(params: Any):
         real_logits, stats = _apply(state.d, params, hr)
         fake_logits, stats = _apply(state.d, params, fake, stats)
-        if cfg.family == "esrgan":
-            loss = losses.relativistic_average_discriminator_loss(real_logits, fake_logits)
+        if ra:
+            loss = losses.relativistic_average_discriminator_loss(
+                adv(real_logits), adv(fake_logits)
+            )
         else:
             loss = losses.minimax_discriminator_loss(real_logits, fake_logits)
         return loss, (stats, jnp.mean(real_logits), jnp.mean(fake_logits))
@@ -202,44 +240,51 @@ def gan_step(
     (d_loss, (d_stats, d_real, d_fake)), d_grads = jax.value_and_grad(d_loss_fn, has_aux=True)(
         state.d.params
     )
+    g_grads, d_grads = _pmean((g_grads, d_grads), axis_name)
     new = state.replace(
         g=state.g.apply_gradients(grads=g_grads, batch_stats=g_stats),
         d=state.d.apply_gradients(grads=d_grads, batch_stats=d_stats),
         step=state.step + 1,
     )
-    metrics = {
-        "g_loss": g_loss,
-        **parts,
-        "d_loss": d_loss,
-        "d_real": d_real,
-        "d_fake": d_fake,
-        "psnr": batch_psnr(sr, hr),
-        "g_grad_norm": optax.global_norm(g_grads),
-        "d_grad_norm": optax.global_norm(d_grads),
-    }
+    metrics = _pmean(
+        {
+            "g_loss": g_loss,
+            **parts,
+            "d_loss": d_loss,
+            "d_real": d_real,
+            "d_fake": d_fake,
+            "psnr": batch_psnr(sr, hr),
+        },
+        axis_name,
+    )
+    metrics["g_grad_norm"] = optax.tree.norm(g_grads)
+    metrics["d_grad_norm"] = optax.tree.norm(d_grads)
     return new, metrics
 
 
 @functools.lru_cache(maxsize=16)
-def _compiled_step(stage: str, cfg: StepConfig) -> Callable:
-    if stage == "psnr":
-        return jax.jit(functools.partial(psnr_step, cfg=cfg), donate_argnums=0)
-    return jax.jit(functools.partial(gan_step, cfg=cfg), donate_argnums=0)
+def _compiled_step(stage: str, cfg: StepConfig, axis_name: str | None = None) -> Callable:
+    fn = psnr_step if stage == "psnr" else gan_step
+    step = functools.partial(fn, cfg=cfg, axis_name=axis_name)
+    return step if axis_name is not None else jax.jit(step, donate_argnums=0)
 
 
 def make_train_step(
-    stage: str, cfg: StepConfig, vgg_params: Any = None
+    stage: str, cfg: StepConfig, vgg_params: Any = None, axis_name: str | None = None
 ) -> Callable[[SRState, dict], tuple[SRState, dict]]:
     """``train_step(state, batch) -> (state, metrics)`` of ``stage``, jit-compiled (state
     donated). The VGG parameters (GAN stage with a perceptual loss) are an argument of the
-    compiled step, not constants inside it. Cached on ``(stage, cfg)``."""
+    compiled step, not constants inside it. Cached on ``(stage, cfg, axis_name)``.
+
+    ``axis_name``: the un-jitted per-device step for ``jax.pmap`` over that axis (see
+    :func:`psnr_step`, :func:`gan_step`; the loop's ``parallel='pmap'`` compiles it)."""
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
     if stage == "psnr":
-        return _compiled_step(stage, dataclasses.replace(cfg, perceptual=False))
+        return _compiled_step(stage, dataclasses.replace(cfg, perceptual=False), axis_name)
     if cfg.perceptual and vgg_params is None:
         raise ValueError("a perceptual loss needs the VGG19 parameters")
-    step = _compiled_step(stage, cfg)
+    step = _compiled_step(stage, cfg, axis_name)
     vgg = jax.device_put(vgg_params) if cfg.perceptual else None
     return functools.partial(_call_gan_step, step, vgg)
 
@@ -313,7 +358,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.keep_checkpoints = 3
     c.tensorboard = True
     c.quiet = False
-    c.parallel = "none"  # none | sharding
+    c.parallel = "none"  # none | pmap | sharding (many devices/hosts: see jaxgan.parallel)
     return c
 
 
@@ -324,13 +369,14 @@ def model_meta(config: ml_collections.ConfigDict) -> dict[str, Any]:
     return m
 
 
-def build_generator(config: ml_collections.ConfigDict):
-    """The generator module of ``config.model`` (SRResNet or RRDBNet)."""
-    return _generator(json.dumps(model_meta(config), sort_keys=True))
+def build_generator(config: ml_collections.ConfigDict, bn_axis_name: str | None = None):
+    """The generator module of ``config.model`` (SRResNet or RRDBNet); ``bn_axis_name``:
+    the pmap axis of SRResNet's BatchNorm (RRDBNet has none)."""
+    return _generator(json.dumps(model_meta(config), sort_keys=True), bn_axis_name)
 
 
 @functools.lru_cache(maxsize=16)
-def _generator(key: str):
+def _generator(key: str, bn_axis_name: str | None = None):
     from jaxgan.nets.esrgan import RRDBNet
     from jaxgan.nets.srgan import SRResNet
 
@@ -341,6 +387,7 @@ def _generator(key: str):
             features=m["features"],
             n_blocks=m["n_blocks"],
             batch_norm=m["batch_norm"],
+            bn_axis_name=bn_axis_name,
         )
     if m["generator"] == "rrdb":
         return RRDBNet(
@@ -366,9 +413,10 @@ def receptive_radius(config: ml_collections.ConfigDict) -> int:
 
 def lr_schedule(lr: float, steps: int, milestones: Sequence[float], gamma: float):
     """Piecewise constant: ``lr``, multiplied by ``gamma`` at each milestone (fractions of
-    ``steps``), as the papers' step decays (ESRGAN halves, SRGAN divides by 10)."""
+    ``steps``), as the papers' step decays (ESRGAN halves, SRGAN divides by 10); ``None``
+    or no milestones: constant."""
     bounds: dict[int, float] = {}
-    for f in milestones:
+    for f in milestones or ():
         if not 0.0 < float(f) < 1.0:
             raise ValueError(f"lr milestones are fractions of the steps in (0, 1), got {f}")
         b = max(1, int(round(float(f) * steps)))
@@ -393,22 +441,30 @@ def make_optimizer(
 
 
 def make_init_fn(
-    config: ml_collections.ConfigDict, pretrained: dict[str, Any] | None = None
+    config: ml_collections.ConfigDict,
+    pretrained: dict[str, Any] | None = None,
+    bn_axis_name: str | None = None,
 ) -> Callable[[Array], SRState]:
     """``key -> SRState`` of ``config.stage``; ``pretrained`` (``{'params', 'batch_stats'}``)
-    replaces the generator's initial variables (GAN stage from a PSNR run)."""
+    replaces the generator's initial variables (GAN stage from a PSNR run).
+    ``bn_axis_name``: the networks' BatchNorm pmap axis (the state's ``apply_fn``s)."""
     stage, steps = config.stage, _stage_steps(config)
     g_lr = config.psnr_lr if stage == "psnr" else config.g_lr
     milestones = config.psnr_lr_milestones if stage == "psnr" else config.gan_lr_milestones
     opt = (float(config.lr_gamma), float(config.b1), float(config.b2))
-    g_tx = make_optimizer(float(g_lr), steps, tuple(float(m) for m in milestones), *opt)
+    g_tx = make_optimizer(float(g_lr), steps, tuple(float(m) for m in milestones or ()), *opt)
     d_tx = None
     if stage == "gan":
-        d_ms = tuple(float(m) for m in config.gan_lr_milestones)
+        d_ms = tuple(float(m) for m in config.gan_lr_milestones or ())
         d_tx = make_optimizer(float(config.d_lr), steps, d_ms, *opt)
     d_key = json.dumps(config.model.to_dict(), sort_keys=True) if stage == "gan" else ""
     fresh = _fresh_init(
-        json.dumps(model_meta(config), sort_keys=True), int(config.patch_size), g_tx, d_tx, d_key
+        json.dumps(model_meta(config), sort_keys=True),
+        int(config.patch_size),
+        g_tx,
+        d_tx,
+        d_key,
+        bn_axis_name,
     )
     if pretrained is None:
         return fresh
@@ -430,10 +486,11 @@ def _fresh_init(
     g_tx: optax.GradientTransformation,
     d_tx: optax.GradientTransformation | None,
     d_key: str,
+    bn_axis_name: str | None = None,
 ) -> Callable[[Array], SRState]:
     from jaxgan.nets.srgan import VGGStyleDiscriminator, init_sr_variables
 
-    g_module = _generator(g_key)
+    g_module = _generator(g_key, bn_axis_name)
     s = json.loads(g_key)["scale"]
     lr_in = jnp.zeros((1, patch_size // s, patch_size // s, 3))
     hr_in = jnp.zeros((1, patch_size, patch_size, 3))
@@ -445,6 +502,7 @@ def _fresh_init(
             n_stages=m["d_stages"],
             strided_kernel=m["d_kernel"],
             dense_features=m["d_dense"],
+            bn_axis_name=bn_axis_name,
         )
 
     def ts(module: Any, tx: optax.GradientTransformation, variables: dict) -> TrainState:
@@ -712,8 +770,6 @@ def _validate(config: ml_collections.ConfigDict) -> None:
         raise ValueError(f"vgg_layer must be one of {VGG19_LAYERS}, got {config.vgg_layer!r}")
     if config.batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {config.batch_size}")
-    if config.get("parallel", "none") == "pmap":
-        raise ValueError("the SR families support parallel 'none' and 'sharding', not 'pmap'")
     for name in (
         "psnr_lr",
         "g_lr",
@@ -770,7 +826,10 @@ def build_sr_task(config: ml_collections.ConfigDict) -> Task:
                 f"vgg19 state_dict); the content term is the {content}"
             )
     pretrained = _pretrained_generator(config) if config.stage == "gan" else None
-    init_state = make_init_fn(config, pretrained)
+    # parallel='pmap': per-device step and BatchNorm over AXIS (jaxgan.parallel); 'none'
+    # and 'sharding' run the global step.
+    axis_name = AXIS if config.get("parallel", "none") == "pmap" else None
+    init_state = make_init_fn(config, pretrained, bn_axis_name=axis_name)
     upscale = make_upscaler(config)
     bicubic = [_bicubic(lr, scale) for lr, _ in pairs]
     bicubic_scores = score_pairs(bicubic, pairs, scale)
@@ -800,9 +859,10 @@ def build_sr_task(config: ml_collections.ConfigDict) -> Task:
     return Task(
         meta=_meta(config),
         init_state=init_state,
-        train_step=make_train_step(config.stage, cfg, vgg_params),
+        train_step=make_train_step(config.stage, cfg, vgg_params, axis_name),
         source=source,
         examples_per_step=int(config.batch_size),
+        axis_name=axis_name,
         write_samples=write_samples,
         evaluate=evaluate,
         transform=random_dihedral,
