@@ -10,7 +10,9 @@ import pytest
 
 from jaxgan.nets.dcgan import DCGANDiscriminator, DCGANGenerator
 from jaxgan.nets.layers import (
+    Conv,
     ConvTranspose,
+    conv_space_to_depth,
     conv_transpose_polyphase,
     conv_transpose_same,
     count_params,
@@ -122,6 +124,71 @@ def test_conv_transpose_impls_agree_and_auto_avoids_dilated_conv_on_cpu():
         assert "convolution" in hlo and hlo.count("lhs_dilate = [2, 2]") == n_dilated
     with pytest.raises(ValueError, match="impl"):
         conv_transpose_same(x, kernel, (2, 2), impl="fft")
+
+
+CONV_CASES = [
+    # kernel, strides, padding, features: strided (space-to-depth, also when the stride does
+    # not divide the kernel), few outputs (one matrix product + shifted sums), plain.
+    ((4, 4), (2, 2), ((1, 1), (1, 1)), 5),
+    ((3, 3), (2, 2), "SAME", 4),
+    ((7, 5), (3, 2), ((2, 0), (3, 1)), 3),
+    ((7, 7), (1, 1), "VALID", 3),
+    ((4, 4), (1, 1), ((1, 2), (1, 2)), 1),
+    ((3, 3), (1, 1), 1, 40),
+]
+
+
+@pytest.mark.parametrize("kernel_size, strides, padding, features", CONV_CASES)
+def test_conv_equals_flax_conv_values_grads_and_gradient_penalty(
+    kernel_size, strides, padding, features
+):
+    x = _normal(20, (2, 13, 11, 6))
+    ours = Conv(features, kernel_size, strides, padding=padding)
+    ref = nn.Conv(features, kernel_size, strides, padding=padding)
+    variables = ref.init(jax.random.PRNGKey(0), x)
+    assert jax.tree.structure(ours.init(jax.random.PRNGKey(0), x)) == jax.tree.structure(variables)
+
+    def penalised(module):
+        # A WGAN-GP-like objective: the output and the squared input gradient, whose
+        # parameter gradient is a second derivative of the convolution.
+        def f(v, x):
+            y = module.apply(v, x)
+            gx = jax.grad(lambda x: jnp.sum(jnp.tanh(module.apply(v, x))))(x)
+            return jnp.sum(jnp.sin(y)) + jnp.sum(gx**2)
+
+        return jax.jit(jax.value_and_grad(f, argnums=(0, 1)))
+
+    (val, grads), (val_ref, grads_ref) = penalised(ours)(variables, x), penalised(ref)(variables, x)
+    np.testing.assert_allclose(ours.apply(variables, x), ref.apply(variables, x), atol=2e-5)
+    np.testing.assert_allclose(val, val_ref, rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_ref), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(jnp.abs(b).max()))
+
+
+def test_conv_cpu_forms_avoid_dilated_and_reversed_convolutions():
+    x, kernel = _normal(21, (2, 8, 8, 3)), _normal(22, (4, 4, 3, 4))
+    pads = ((1, 1), (1, 1))
+
+    def hlo(conv):
+        def gp(k):
+            gx = jax.grad(lambda x: jnp.sum(jnp.tanh(conv(x, k))))(x)
+            return jnp.sum(gx**2)
+
+        return jax.jit(jax.grad(gp)).lower(kernel).as_text()
+
+    direct = hlo(
+        lambda x, k: jax.lax.conv_general_dilated(
+            x, k, (2, 2), pads, dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
+    )
+    s2d = hlo(lambda x, k: conv_space_to_depth(x, k, (2, 2), pads))
+    assert "lhs_dilate = [2, 2]" in direct and "rhs_dilate = [2, 2]" in direct
+    assert "convolution" in s2d and "stride = [2, 2]" not in s2d
+    assert "lhs_dilate = [2, 2]" not in s2d and "rhs_dilate = [2, 2]" not in s2d
+    with pytest.raises(ValueError, match="impl"):
+        Conv(2, impl="fft").init(jax.random.PRNGKey(0), x)
+    with pytest.raises(ValueError, match="padding"):
+        Conv(2, padding="FULL").init(jax.random.PRNGKey(0), x)
 
 
 def test_conv_transpose_default_init_equals_flax_and_custom_init_is_used():

@@ -41,6 +41,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from jaxgan.nets.dcgan import _EPSILON, _NORMS, _batch_norm, _check_config, dcgan_kernel_init
+from jaxgan.nets.layers import Conv
 
 Array = jax.Array
 
@@ -218,7 +219,7 @@ class DCGANTrunk(nn.Module):
         h = x
         for i in range(n_down):
             normed = i > 0 and self.norm != "none"
-            h = nn.Conv(
+            h = Conv(
                 features,
                 (4, 4),
                 (2, 2),

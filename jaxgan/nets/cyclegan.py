@@ -45,7 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
-from jaxgan.nets.layers import ConvTranspose
+from jaxgan.nets.layers import Conv, ConvTranspose
 
 Array = jax.Array
 
@@ -106,7 +106,7 @@ class ResnetBlock(nn.Module):
     @nn.compact
     def __call__(self, x: Array, train: bool = True) -> Array:
         """Apply the block (dropout only when ``train`` and ``dropout > 0``)."""
-        conv = lambda: nn.Conv(self.features, (3, 3), padding="VALID", kernel_init=INIT)
+        conv = lambda: Conv(self.features, (3, 3), padding="VALID", kernel_init=INIT)
         y = nn.relu(instance_norm(conv()(reflect_pad(x, 1))))
         if self.dropout > 0:
             y = nn.Dropout(self.dropout, deterministic=not train)(y)
@@ -144,20 +144,18 @@ class ResnetGenerator(nn.Module):
                 f"width divisible by {factor}, got {x.shape[1]}x{x.shape[2]}"
             )
         f = self.features
-        y = nn.Conv(f, (7, 7), padding="VALID", kernel_init=INIT)(reflect_pad(x, 3))
+        y = Conv(f, (7, 7), padding="VALID", kernel_init=INIT)(reflect_pad(x, 3))
         y = nn.relu(instance_norm(y))
         for i in range(self.n_downsampling):
             width = f * 2 ** (i + 1)
-            y = nn.Conv(width, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)), kernel_init=INIT)(
-                y
-            )
+            y = Conv(width, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)), kernel_init=INIT)(y)
             y = nn.relu(instance_norm(y))
         for _ in range(self.n_blocks):
             y = ResnetBlock(f * 2**self.n_downsampling, dropout=self.dropout)(y, train=train)
         for i in reversed(range(self.n_downsampling)):
             y = ConvTranspose(f * 2**i, (3, 3), strides=(2, 2), kernel_init=INIT)(y)
             y = nn.relu(instance_norm(y))
-        y = nn.Conv(self.channels, (7, 7), padding="VALID", kernel_init=INIT)(reflect_pad(y, 3))
+        y = Conv(self.channels, (7, 7), padding="VALID", kernel_init=INIT)(reflect_pad(y, 3))
         return jnp.tanh(y)
 
 
@@ -186,16 +184,16 @@ class PatchDiscriminator(nn.Module):
             )
         pad = ((1, 1), (1, 1))
         f = self.features
-        y = nn.Conv(f, (4, 4), strides=(2, 2), padding=pad, kernel_init=INIT)(x)
+        y = Conv(f, (4, 4), strides=(2, 2), padding=pad, kernel_init=INIT)(x)
         y = nn.leaky_relu(y, 0.2)
         for i in range(1, self.n_layers):
             width = f * min(2**i, 8)
-            y = nn.Conv(width, (4, 4), strides=(2, 2), padding=pad, kernel_init=INIT)(y)
+            y = Conv(width, (4, 4), strides=(2, 2), padding=pad, kernel_init=INIT)(y)
             y = nn.leaky_relu(instance_norm(y), 0.2)
         width = f * min(2**self.n_layers, 8)
-        y = nn.Conv(width, (4, 4), strides=(1, 1), padding=pad, kernel_init=INIT)(y)
+        y = Conv(width, (4, 4), strides=(1, 1), padding=pad, kernel_init=INIT)(y)
         y = nn.leaky_relu(instance_norm(y), 0.2)
-        return nn.Conv(1, (4, 4), strides=(1, 1), padding=pad, kernel_init=INIT)(y)
+        return Conv(1, (4, 4), strides=(1, 1), padding=pad, kernel_init=INIT)(y)
 
 
 def init_params(module: nn.Module, key: Array, *inputs: Any, stddev: float = 0.02, **kwargs: Any):

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from jaxgan.nets.layers import ConvTranspose, count_params
+from jaxgan.nets.layers import Conv, ConvTranspose, count_params
 
 __all__ = ["DCGANDiscriminator", "DCGANGenerator", "count_params"]
 
@@ -145,8 +145,8 @@ class DCGANDiscriminator(nn.Module):
                 f"{want[2]}) (NHWC), got {tuple(x.shape)}"
             )
 
-        def conv(features: int, use_bias: bool = True) -> nn.Conv:
-            return nn.Conv(
+        def conv(features: int, use_bias: bool = True) -> Conv:
+            return Conv(
                 features,
                 (4, 4),
                 (2, 2),

@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from jaxgan.nets.layers import Conv
 from jaxgan.nets.srgan import upsample_stages
 
 Array = jax.Array
@@ -42,8 +43,8 @@ Array = jax.Array
 _PAD1 = ((1, 1), (1, 1))
 
 
-def _conv(features: int, name: str) -> nn.Conv:
-    return nn.Conv(features, (3, 3), padding=_PAD1, name=name)
+def _conv(features: int, name: str) -> Conv:
+    return Conv(features, (3, 3), padding=_PAD1, name=name)
 
 
 class ResidualDenseBlock(nn.Module):

@@ -47,6 +47,7 @@ Reproduce the first table with::
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Sequence
@@ -62,6 +63,8 @@ Array = jax.Array
 Initializer = Any
 
 _IMPLS = ("auto", "polyphase", "dilated")
+_DW_IMPL = "einsum"
+_CONV_IMPLS = ("auto", "space_to_depth", "direct")
 _NHWC = ("NHWC", "HWIO", "NHWC")
 
 
@@ -283,6 +286,243 @@ class ConvTranspose(nn.Module):
         )
         x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype)
         y = conv_transpose_same(x, kernel, strides, precision=self.precision, impl=self.impl)
+        if bias is not None:
+            y = y + bias
+        return y.reshape(*lead, *y.shape[1:])
+
+
+def conv_space_to_depth(
+    x: Array,
+    kernel: Array,
+    strides: Sequence[int],
+    padding: Sequence[tuple[int, int]],
+    precision: Any = None,
+) -> Array:
+    """A strided convolution as a stride-1 one: ``lax.conv_general_dilated(x, kernel,
+    strides, padding)`` (NHWC, HWIO) computed exactly on the space-to-depth input.
+
+    Per axis with stride ``s`` and kernel ``k``: output ``o`` reads padded input rows
+    ``s*o .. s*o + k - 1``. Cut the padded input into blocks of ``s`` rows (block ``q``,
+    phase ``p``: row ``s*q + p``) and the kernel, zero-padded to ``s*ceil(k/s)`` taps, the
+    same way: output ``o`` is then a stride-1 correlation over blocks ``o .. o + ceil(k/s) - 1``
+    with the phases moved into channels. The forward multiply-adds are those of the strided
+    convolution (``(s*ceil(k/s)/k)^2`` times more when ``s`` does not divide ``k``); the
+    point is the backward pass: the input gradient of a strided convolution is an
+    lhs-dilated convolution and its second derivatives (a gradient penalty) are
+    rhs-dilated ones, which XLA on CPU runs up to ~30x slower than plain convolutions; here
+    every derivative is a stride-1, undilated convolution.
+    """
+    b, h, w, c = x.shape
+    kh, kw, ci, co = kernel.shape
+    sh, sw = (int(s) for s in strides)
+    (plh, phh), (plw, phw) = ((int(a), int(b_)) for a, b_ in padding)
+    ho = (h + plh + phh - kh) // sh + 1
+    wo = (w + plw + phw - kw) // sw + 1
+    th, tw = -(-kh // sh), -(-kw // sw)  # kernel taps in blocks
+    lh, lw = sh * (ho + th - 1), sw * (wo + tw - 1)  # padded extent actually read
+    pads = ((0, 0), (plh, max(0, lh - h - plh)), (plw, max(0, lw - w - plw)), (0, 0))
+    x = jnp.pad(x, pads)[:, :lh, :lw]
+    x = x.reshape(b, lh // sh, sh, lw // sw, sw, c).transpose(0, 1, 3, 2, 4, 5)
+    x = x.reshape(b, lh // sh, lw // sw, sh * sw * c)
+    k = jnp.pad(kernel, ((0, th * sh - kh), (0, tw * sw - kw), (0, 0), (0, 0)))
+    k = k.reshape(th, sh, tw, sw, ci, co).transpose(0, 2, 1, 3, 4, 5)
+    k = k.reshape(th, tw, sh * sw * ci, co)
+    return conv_valid(x, k, precision)
+
+
+def _conv_valid_plain(x: Array, k: Array, precision: Any) -> Array:
+    return jax.lax.conv_general_dilated(
+        x, k, (1, 1), "VALID", dimension_numbers=_NHWC, precision=precision
+    )
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def conv_valid(x: Array, kernel: Array, precision: Any = None) -> Array:
+    """Stride-1 'VALID' convolution (NHWC, HWIO) whose backward pass is written as plain
+    NHWC/HWIO forward convolutions, so that its own derivatives are plain too.
+
+    The value is ``lax.conv_general_dilated(x, kernel, (1, 1), 'VALID')``. JAX's built-in
+    transpose rules express the input gradient as a convolution with a reversed kernel and
+    swapped feature dimensions; differentiating *that* again (the weight gradient of a
+    gradient penalty) yields convolutions in layouts XLA on CPU runs ~10x slower than
+    ordinary ones. Here the input gradient is ``conv(pad(g, k-1), flip(kernel) with in/out
+    swapped)`` and the weight gradient ``conv(x with batch<->channels, g with batch as the
+    input feature)``, both ordinary convolutions of transposed arrays, so every higher
+    derivative JAX takes of them is ordinary as well. Reverse mode only (``jax.grad`` to
+    any order, ``vmap``); forward mode (``jax.jvp``) is not defined for a ``custom_vjp``.
+    """
+    return _conv_valid_plain(x, kernel, precision)
+
+
+def _conv_valid_fwd(x: Array, kernel: Array, precision: Any) -> tuple[Array, tuple[Array, Array]]:
+    return _conv_valid_plain(x, kernel, precision), (x, kernel)
+
+
+def _conv_valid_bwd(precision: Any, res: tuple[Array, Array], g: Array) -> tuple[Array, Array]:
+    x, kernel = res
+    kh, kw = kernel.shape[:2]
+    g_full = jnp.pad(g, ((0, 0), (kh - 1, kh - 1), (kw - 1, kw - 1), (0, 0)))
+    dx = _conv_valid_plain(g_full, jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2), precision)
+    # dw[i, j, c, o] = sum_{b, y, x} x[b, y + i, x + j, c] g[b, y, x, o]: one matrix
+    # product per tap (XLA on CPU runs this ~3x faster than the equivalent convolution with
+    # the batch as its contracted axis when the kernel is small).
+    ho, wo = g.shape[1:3]
+    if _DW_IMPL == "conv":
+        dw = _conv_valid_plain(x.transpose(3, 1, 2, 0), g.transpose(1, 2, 0, 3), precision)
+        return dx.astype(x.dtype), dw.transpose(1, 2, 0, 3).astype(kernel.dtype)
+    taps = [
+        jnp.einsum("byxc,byxo->co", x[:, i : i + ho, j : j + wo], g, precision=precision)
+        for i in range(kh)
+        for j in range(kw)
+    ]
+    dw = jnp.stack(taps).reshape(kernel.shape)
+    return dx.astype(x.dtype), dw.astype(kernel.dtype)
+
+
+conv_valid.defvjp(_conv_valid_fwd, _conv_valid_bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def conv_valid_few_outputs(x: Array, kernel: Array, precision: Any = None) -> Array:
+    """Stride-1 'VALID' convolution for kernels with few output channels (an RGB output
+    layer, a one-logit critic head), fast on CPU.
+
+    XLA's CPU convolution runs a large-window, few-output kernel (7x7, 64 -> 3) ~40x below
+    its usual rate. Here the forward pass is one matrix product to ``kh*kw*out`` channels
+    (every tap's contribution at every pixel) followed by the sum of the ``kh*kw`` shifted
+    slices; the backward pass is the ordinary convolution's (fast in this shape, whereas
+    differentiating the shifted sums is slow).
+    """
+    kh, kw, ci, co = kernel.shape
+    ho, wo = x.shape[1] - kh + 1, x.shape[2] - kw + 1
+    k = kernel.transpose(2, 0, 1, 3).reshape(ci, kh * kw, co)
+    z = jnp.einsum("byxc,cto->byxto", x, k, precision=precision)
+    y = z[:, :ho, :wo, 0]
+    for t in range(1, kh * kw):
+        i, j = divmod(t, kw)
+        y = y + z[:, i : i + ho, j : j + wo, t]
+    return y
+
+
+def _few_fwd(x: Array, kernel: Array, precision: Any) -> tuple[Array, tuple[Array, Array]]:
+    return conv_valid_few_outputs(x, kernel, precision), (x, kernel)
+
+
+def _few_bwd(precision: Any, res: tuple[Array, Array], g: Array) -> tuple[Array, Array]:
+    x, kernel = res
+    _, vjp = jax.vjp(lambda x, k: _conv_valid_plain(x, k, precision), x, kernel)
+    return vjp(g)
+
+
+conv_valid_few_outputs.defvjp(_few_fwd, _few_bwd)
+
+# On CPU, a stride-1 convolution whose kh*kw*out is at most this runs as
+# conv_valid_few_outputs.
+_FEW_OUTPUTS_MAX = 256
+# False: Conv(impl="auto") is lax.conv_general_dilated everywhere (for A/B benchmarks).
+_CPU_FORMS = True
+
+
+def _conv_pads(
+    padding: str | int | Sequence[Any], h: int, w: int, kh: int, kw: int, sh: int, sw: int
+) -> list[tuple[int, int]]:
+    """Explicit (lo, hi) pairs for flax-style ``padding`` ('SAME', 'VALID', int, pairs)."""
+    if isinstance(padding, str):
+        if padding.upper() not in ("SAME", "VALID"):
+            raise ValueError(
+                f"Conv padding must be 'SAME', 'VALID', an int or pairs, got {padding!r}"
+            )
+        return list(jax.lax.padtype_to_pads((h, w), (kh, kw), (sh, sw), padding.upper()))
+    if isinstance(padding, int):
+        return [(padding, padding), (padding, padding)]
+    pads = [(p, p) if isinstance(p, int) else tuple(int(v) for v in p) for p in padding]
+    if len(pads) != 2 or any(len(p) != 2 for p in pads):
+        raise ValueError(f"Conv padding must give two (lo, hi) pairs, got {padding!r}")
+    return pads  # type: ignore[return-value]
+
+
+class Conv(nn.Module):
+    """2-D convolution equal to ``flax.linen.Conv``, fast on CPU when strided or when it has
+    few output channels.
+
+    Same parameters ('kernel' (kh, kw, in, features), 'bias'), initialisers and outputs as
+    ``flax.linen.Conv(features, kernel_size, strides, padding)``; parameters can be copied
+    between the two. With a stride > 1 on CPU it computes :func:`conv_space_to_depth`
+    (every derivative, also the second ones of a gradient penalty, is then an undilated
+    stride-1 convolution), and with stride 1 and ``kh*kw*features <= 256`` (an RGB output
+    layer) :func:`conv_valid_few_outputs`; otherwise, and on other backends,
+    ``lax.conv_general_dilated``.
+
+    Attributes:
+      features: number of output channels.
+      kernel_size: int or (kh, kw).
+      strides: int or (sh, sw).
+      padding: 'SAME', 'VALID', an int, or ((lo, hi), (lo, hi)).
+      use_bias: add a learned bias.
+      dtype, param_dtype, precision, kernel_init, bias_init: as flax.
+      impl: 'auto' (the CPU forms above where they apply), 'space_to_depth' (strided
+        convolutions) or 'direct'.
+    """
+
+    features: int
+    kernel_size: int | Sequence[int] = (3, 3)
+    strides: int | Sequence[int] = (1, 1)
+    padding: Any = "SAME"
+    use_bias: bool = True
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+    precision: Any = None
+    kernel_init: Initializer = nn.initializers.lecun_normal()
+    bias_init: Initializer = nn.initializers.zeros_init()
+    impl: str = "auto"
+
+    @nn.compact
+    def __call__(self, inputs: Array) -> Array:
+        """Map (..., H, W, C) to (..., H', W', features); leading axes are kept."""
+        if self.impl not in _CONV_IMPLS:
+            raise ValueError(f"Conv impl must be one of {_CONV_IMPLS}, got {self.impl!r}")
+        if inputs.ndim < 3:
+            raise ValueError(f"Conv expects (..., H, W, C) inputs, got {inputs.shape}")
+        kh, kw = _pair(self.kernel_size, "kernel_size")
+        sh, sw = _pair(self.strides, "strides")
+        lead, (h, w, c) = inputs.shape[:-3], inputs.shape[-3:]
+        x = inputs.reshape(-1, h, w, c)
+        kernel = self.param(
+            "kernel", self.kernel_init, (kh, kw, c, self.features), self.param_dtype
+        )
+        bias = (
+            self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+            if self.use_bias
+            else None
+        )
+        x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype)
+        pads = _conv_pads(self.padding, h, w, kh, kw, sh, sw)
+
+        def direct(x: Array, k: Array) -> Array:
+            return jax.lax.conv_general_dilated(
+                x, k, (sh, sw), pads, dimension_numbers=_NHWC, precision=self.precision
+            )
+
+        def s2d(x: Array, k: Array) -> Array:
+            return conv_space_to_depth(x, k, (sh, sw), pads, self.precision)
+
+        def few_outputs(x: Array, k: Array) -> Array:
+            x = jnp.pad(x, ((0, 0), tuple(pads[0]), tuple(pads[1]), (0, 0)))
+            return conv_valid_few_outputs(x, k, self.precision)
+
+        impl = self.impl if _CPU_FORMS else "direct"
+        if (sh, sw) == (1, 1):
+            few = kh * kw > 1 and kh * kw * self.features <= _FEW_OUTPUTS_MAX
+            if impl == "direct" or not few:
+                y = direct(x, kernel)
+            else:
+                y = jax.lax.platform_dependent(x, kernel, cpu=few_outputs, default=direct)
+        elif impl == "direct":
+            y = direct(x, kernel)
+        elif impl == "space_to_depth":
+            y = s2d(x, kernel)
+        else:
+            y = jax.lax.platform_dependent(x, kernel, cpu=s2d, default=direct)
         if bias is not None:
             y = y + bias
         return y.reshape(*lead, *y.shape[1:])

@@ -49,7 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
-from jaxgan.nets.layers import pixel_shuffle
+from jaxgan.nets.layers import Conv, pixel_shuffle
 
 Array = jax.Array
 
@@ -82,11 +82,11 @@ class ResidualBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array, train: bool = False) -> Array:
-        y = nn.Conv(self.features, (3, 3), padding=_PAD1, name="conv1")(x)
+        y = Conv(self.features, (3, 3), padding=_PAD1, name="conv1")(x)
         if self.batch_norm:
             y = _bn(train, "bn1", self.bn_axis_name)(y)
         y = nn.PReLU(negative_slope_init=0.25, name="prelu")(y)
-        y = nn.Conv(self.features, (3, 3), padding=_PAD1, name="conv2")(y)
+        y = Conv(self.features, (3, 3), padding=_PAD1, name="conv2")(y)
         if self.batch_norm:
             y = _bn(train, "bn2", self.bn_axis_name)(y)
         return x + y
@@ -122,20 +122,20 @@ class SRResNet(nn.Module):
     @nn.compact
     def __call__(self, x: Array, train: bool = False) -> Array:
         f = self.features
-        x = nn.Conv(f, (9, 9), padding=((4, 4), (4, 4)), name="conv_first")(x)
+        x = Conv(f, (9, 9), padding=((4, 4), (4, 4)), name="conv_first")(x)
         x = nn.PReLU(negative_slope_init=0.25, name="prelu_first")(x)
         skip = x
         for i in range(self.n_blocks):
             x = ResidualBlock(f, self.batch_norm, self.bn_axis_name, name=f"block{i}")(x, train)
-        x = nn.Conv(f, (3, 3), padding=_PAD1, name="conv_body")(x)
+        x = Conv(f, (3, 3), padding=_PAD1, name="conv_body")(x)
         if self.batch_norm:
             x = _bn(train, "bn_body", self.bn_axis_name)(x)
         x = x + skip
         for i, r in enumerate(upsample_stages(self.scale)):
-            x = nn.Conv(f * r * r, (3, 3), padding=_PAD1, name=f"conv_up{i}")(x)
+            x = Conv(f * r * r, (3, 3), padding=_PAD1, name=f"conv_up{i}")(x)
             x = pixel_shuffle(x, r)
             x = nn.PReLU(negative_slope_init=0.25, name=f"prelu_up{i}")(x)
-        return nn.Conv(self.channels, (9, 9), padding=((4, 4), (4, 4)), name="conv_last")(x)
+        return Conv(self.channels, (9, 9), padding=((4, 4), (4, 4)), name="conv_last")(x)
 
 
 class VGGStyleDiscriminator(nn.Module):
@@ -154,18 +154,18 @@ class VGGStyleDiscriminator(nn.Module):
     @nn.compact
     def __call__(self, x: Array, train: bool = False) -> Array:
         f, k = self.features, self.strided_kernel
-        x = nn.Conv(f, (3, 3), padding=_PAD1, name="conv0_0")(x)
+        x = Conv(f, (3, 3), padding=_PAD1, name="conv0_0")(x)
         x = nn.leaky_relu(x, 0.2)
         for i in range(self.n_stages):
             width = f * min(2**i, 8)
             if i > 0:
-                x = nn.Conv(
+                x = Conv(
                     width, (3, 3), padding=_PAD1, use_bias=not self.batch_norm, name=f"conv{i}_0"
                 )(x)
                 if self.batch_norm:
                     x = _bn(train, f"bn{i}_0", self.bn_axis_name)(x)
                 x = nn.leaky_relu(x, 0.2)
-            x = nn.Conv(
+            x = Conv(
                 width,
                 (k, k),
                 strides=(2, 2),
