@@ -1,0 +1,1 @@
+"""Speed and memory of jaxgan's training steps against PyTorch references (``benchmarks.run``)."""

@@ -1,0 +1,96 @@
+"""The benchmark command (``python -m benchmarks.run``): its smoke mode runs every benchmark
+end to end at tiny sizes (no timing assertions), and its report renders."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+from benchmarks.run import BENCHES, markdown
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_smoke_runs_every_benchmark_and_writes_json_and_markdown(tmp_path):
+    out = tmp_path / "results"
+    t = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--smoke", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    elapsed = time.perf_counter() - t
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    report = json.loads((out / "smoke.json").read_text())
+    assert [r["name"] for r in report["results"]] == [b.name for b in BENCHES]
+    for r in report["results"]:
+        if r["status"] == "todo":  # a family that does not exist yet: said so, not skipped
+            assert "TODO" in r["reason"]
+            continue
+        assert r["status"] == "ok", r
+        assert r["jax_img_s"] > 0 and r["torch_img_s"] > 0 and r["ratio"] > 0
+        assert r["jax_setup"]["compile_s"] >= 0
+        assert r["jax_setup"]["images_per_step"] == r["torch_setup"]["images_per_step"]
+        assert "peak_rss_delta_mb" in r["jax_memory"] and "peak_rss_delta_mb" in r["torch_memory"]
+    m = report["machine"]
+    assert m["nproc"] >= 1 and m["jax"] and m["torch"] and m["date"]
+    table = (out / "smoke.md").read_text()
+    assert "| DCGAN 32x32 |" in table and m["cpu"] in table
+    assert table in proc.stdout  # the table is printed too
+    print(f"smoke benchmark: {elapsed:.0f} s")
+
+
+def _fake_result(name: str, status: str = "ok") -> dict:
+    if status != "ok":
+        return {"name": name, "status": status, "reason": "TODO: not there yet"}
+    return {
+        "name": name,
+        "status": "ok",
+        "sizes": {"batch": 64},
+        "repeats": 3,
+        "images_per_step": 64,
+        "jax_setup": {"lower_s": 1.0, "compile_s": 2.0, "images_per_step": 64},
+        "torch_setup": {"images_per_step": 64},
+        "jax_img_s": 300.0,
+        "torch_img_s": 150.0,
+        "ratio": 2.0,
+        "ratio_per_repeat": [1.9, 2.0, 2.1],
+        "cpu_ratio": 1.8,
+        "jax_memory": {"peak_rss_delta_mb": 10.0, "xla_total_mb": 5.0},
+        "torch_memory": {"peak_rss_delta_mb": 20.0},
+    }
+
+
+def test_markdown_reports_ratio_target_compile_time_and_todos():
+    report = {
+        "command": "python -m benchmarks.run",
+        "machine": {
+            "nproc": 2,
+            "cpu": "Some CPU",
+            "memory_gb": 8.0,
+            "python": "3.11",
+            "jax": "0.10.2",
+            "jaxlib": "0.10.2",
+            "flax": "0.12.8",
+            "torch": "2.13.0",
+            "date": "2026-01-01T00:00:00",
+            "loadavg_start": (1.0, 1.0, 1.0),
+        },
+        "loadavg_end": (1.5, 1.0, 1.0),
+        "total_s": 120.0,
+        "devices": {"jax": "cpu", "torch": "cpu", "torch_threads": 2},
+        "torch_omp_wait": "passive",
+        "results": [_fake_result("dcgan32"), _fake_result("esrgan", "todo")],
+    }
+    table = markdown(report)
+    row = next(line for line in table.splitlines() if line.startswith("| DCGAN 32x32 |"))
+    assert "**2.00**" in row and "≥ 1.5" in row and "| yes |" in row
+    assert "1.0 + 2.0 = 3.0" in row and "10 / 20" in row
+    todo = next(line for line in table.splitlines() if line.startswith("| ESRGAN"))
+    assert "todo" in todo and "TODO: not there yet" in todo
+    assert "2 x Some CPU" in table and "torch 2.13.0" in table
