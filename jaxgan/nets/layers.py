@@ -43,6 +43,14 @@ generator (batch 64, median of 3) flax took 1501 + 1847 + 1731 + 90 ms and this 
 Reproduce the first table with::
 
     python -m jaxgan.nets.layers
+
+``Conv`` is likewise a drop-in for ``flax.linen.Conv`` with CPU forms (measured in whole
+train steps with ``python -m benchmarks.run``; see its docstring): strided convolutions as
+:func:`conv_strided`, three custom-VJP functions (the convolution, its input gradient, its
+weight gradient) that are each other's derivatives, so a gradient penalty's second
+derivatives stay in the three forms XLA runs fast (JAX's own rules produce a transposed
+form that took ~30x longer: WGAN-GP critic step 2.6 s -> 0.9 s); and convolutions with few
+outputs (an RGB layer) as one matrix product plus shifted sums.
 """
 
 from __future__ import annotations
@@ -62,7 +70,7 @@ from flax.linen.dtypes import promote_dtype
 Array = jax.Array
 Initializer = Any
 
-_IMPLS = ("auto", "polyphase", "dilated")
+_IMPLS = ("auto", "polyphase", "dilated", "adjoint")
 _DW_IMPL = "einsum"
 _CONV_IMPLS = ("auto", "space_to_depth", "direct")
 _NHWC = ("NHWC", "HWIO", "NHWC")
@@ -197,8 +205,9 @@ def conv_transpose_same(
       strides: (sh, sw).
       precision: passed to the convolution.
       impl: 'polyphase' (:func:`conv_transpose_polyphase`), 'dilated'
-        (``lax.conv_transpose``) or 'auto': polyphase on CPU, dilated elsewhere, chosen
-        when the computation is lowered for its platform.
+        (``lax.conv_transpose``), 'adjoint' (:func:`conv_transpose_adjoint`) or 'auto':
+        polyphase on CPU, dilated elsewhere, chosen when the computation is lowered for its
+        platform.
 
     Returns:
       (B, H*sh, W*sw, out).
@@ -219,7 +228,32 @@ def conv_transpose_same(
         return polyphase(x, kernel)
     if impl == "dilated":
         return dilated(x, kernel)
+    if impl == "adjoint":
+        return conv_transpose_adjoint(x, kernel, strides)
     return jax.lax.platform_dependent(x, kernel, cpu=polyphase, default=dilated)
+
+
+def conv_transpose_adjoint(x: Array, kernel: Array, strides: Sequence[int]) -> Array:
+    """``lax.conv_transpose(x, kernel, strides, 'SAME')`` as the input gradient of the
+    strided convolution it is the adjoint of (:func:`conv_strided`'s ``DX``), so that its
+    derivatives are that convolution and its weight gradient.
+
+    Per axis (``k`` taps, stride ``s``, 'before' padding ``pa`` of the transposed
+    convolution): ``y[s*q + t - (k-1-pa)] += x[q] * w[k-1-t]``, i.e. the input gradient of
+    a stride-``s`` convolution of a ``s*H`` input with the flipped kernel (in/out swapped)
+    and padding ``(k-1-pa, k-s-(k-1-pa))``. Exact; on the 2-core CPU as fast as the
+    polyphase form within noise in the DCGAN and CycleGAN steps (``impl='adjoint'``).
+    """
+    b, h, w, _ = x.shape
+    kh, kw, _, out = kernel.shape
+    geo_s = tuple(int(v) for v in strides)
+    pads = []
+    for k, s_ in zip((kh, kw), geo_s, strict=True):
+        lo = k - 1 - _same_pad_before(k, s_)
+        pads.append((lo, k - s_ - lo))
+    flipped = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)  # (kh, kw, out, in)
+    geo = (geo_s, tuple(pads))
+    return _conv_dx(x, flipped, geo, (b, h * geo_s[0], w * geo_s[1], out))
 
 
 def _pair(v: int | Sequence[int], name: str) -> tuple[int, int]:
@@ -250,8 +284,8 @@ class ConvTranspose(nn.Module):
       precision: passed to the convolution.
       kernel_init: kernel initialiser (default ``lecun_normal``, flax's default).
       bias_init: bias initialiser (default zeros).
-      impl: 'auto' (polyphase on CPU, ``lax.conv_transpose`` elsewhere), 'polyphase' or
-        'dilated'.
+      impl: 'auto' (polyphase on CPU, ``lax.conv_transpose`` elsewhere), 'polyphase',
+        'dilated' or 'adjoint' (:func:`conv_transpose_adjoint`).
     """
 
     features: int
@@ -423,6 +457,81 @@ _FEW_OUTPUTS_MAX = 256
 _CPU_FORMS = True
 
 
+# A strided convolution F(x, k), its input gradient DX(g, k) and its weight gradient
+# DW(x, g) as three custom-VJP functions whose derivatives are each other:
+#   F:  dF/dx^T g = DX(g, k)   dF/dk^T g = DW(x, g)
+#   DX: dDX/dg^T u = F(u, k)   dDX/dk^T u = DW(u, g)
+#   DW: dDW/dx^T v = DX(g, v)  dDW/dg^T v = F(x, v)
+# so derivatives of every order are these three computations, each run in the form XLA
+# computes fastest (JAX's own rules would turn the second derivatives of a gradient
+# penalty into rhs-dilated, reversed-kernel convolutions, ~30x slower on CPU).
+_ConvGeometry = tuple[tuple[int, int], tuple[tuple[int, int], tuple[int, int]]]
+
+
+def _strided_plain(x: Array, k: Array, geo: _ConvGeometry) -> Array:
+    strides, pads = geo
+    return jax.lax.conv_general_dilated(x, k, strides, pads, dimension_numbers=_NHWC)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _conv_f(x: Array, k: Array, geo: _ConvGeometry) -> Array:
+    return _strided_plain(x, k, geo)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _conv_dx(g: Array, k: Array, geo: _ConvGeometry, x_shape: tuple[int, ...]) -> Array:
+    zeros = jnp.zeros(x_shape, g.dtype)
+    return jax.vjp(lambda x: _strided_plain(x, k, geo), zeros)[1](g)[0]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _conv_dw(x: Array, g: Array, geo: _ConvGeometry, k_shape: tuple[int, ...]) -> Array:
+    zeros = jnp.zeros(k_shape, g.dtype)
+    return jax.vjp(lambda k: _strided_plain(x, k, geo), zeros)[1](g)[0]
+
+
+def _conv_f_fwd(x, k, geo):
+    return _conv_f(x, k, geo), (x, k)
+
+
+def _conv_f_bwd(geo, res, g):
+    x, k = res
+    return _conv_dx(g, k, geo, x.shape), _conv_dw(x, g, geo, k.shape)
+
+
+def _conv_dx_fwd(g, k, geo, x_shape):
+    return _conv_dx(g, k, geo, x_shape), (g, k)
+
+
+def _conv_dx_bwd(geo, x_shape, res, u):
+    g, k = res
+    return _conv_f(u, k, geo), _conv_dw(u, g, geo, k.shape)
+
+
+def _conv_dw_fwd(x, g, geo, k_shape):
+    return _conv_dw(x, g, geo, k_shape), (x, g)
+
+
+def _conv_dw_bwd(geo, k_shape, res, v):
+    x, g = res
+    return _conv_dx(g, v, geo, x.shape), _conv_f(x, v, geo)
+
+
+_conv_f.defvjp(_conv_f_fwd, _conv_f_bwd)
+_conv_dx.defvjp(_conv_dx_fwd, _conv_dx_bwd)
+_conv_dw.defvjp(_conv_dw_fwd, _conv_dw_bwd)
+
+
+def conv_strided(
+    x: Array, kernel: Array, strides: Sequence[int], padding: Sequence[tuple[int, int]]
+) -> Array:
+    """``lax.conv_general_dilated(x, kernel, strides, padding)`` (NHWC, HWIO) whose
+    derivatives of every order are the convolution, its input gradient and its weight
+    gradient (see the comment above ``_conv_f``): reverse mode only (``jax.grad``, ``vmap``)."""
+    geo = (tuple(int(v) for v in strides), tuple((int(a), int(b)) for a, b in padding))
+    return _conv_f(x, kernel, geo)
+
+
 def _conv_pads(
     padding: str | int | Sequence[Any], h: int, w: int, kh: int, kw: int, sh: int, sw: int
 ) -> list[tuple[int, int]]:
@@ -442,16 +551,19 @@ def _conv_pads(
 
 
 class Conv(nn.Module):
-    """2-D convolution equal to ``flax.linen.Conv``, fast on CPU when strided or when it has
-    few output channels.
+    """2-D convolution equal to ``flax.linen.Conv``, with CPU forms for what XLA's CPU
+    backend runs slowly.
 
     Same parameters ('kernel' (kh, kw, in, features), 'bias'), initialisers and outputs as
     ``flax.linen.Conv(features, kernel_size, strides, padding)``; parameters can be copied
-    between the two. With a stride > 1 on CPU it computes :func:`conv_space_to_depth`
-    (every derivative, also the second ones of a gradient penalty, is then an undilated
-    stride-1 convolution), and with stride 1 and ``kh*kw*features <= 256`` (an RGB output
-    layer) :func:`conv_valid_few_outputs`; otherwise, and on other backends,
-    ``lax.conv_general_dilated``.
+    between the two. On CPU (``impl='auto'``):
+
+    * strided: :func:`conv_strided`, whose derivatives of every order are the convolution,
+      its input gradient and its weight gradient (a WGAN-GP critic step: 2.6 s -> 0.9 s);
+    * stride 1 with ``kh*kw*features <= 256`` (an RGB output layer):
+      :func:`conv_valid_few_outputs` (the 7x7 64 -> 3 output layer of the CycleGAN
+      generator: ~60 ms -> ~2 ms forward);
+    * otherwise, and on every other backend, ``lax.conv_general_dilated``.
 
     Attributes:
       features: number of output channels.
@@ -460,8 +572,9 @@ class Conv(nn.Module):
       padding: 'SAME', 'VALID', an int, or ((lo, hi), (lo, hi)).
       use_bias: add a learned bias.
       dtype, param_dtype, precision, kernel_init, bias_init: as flax.
-      impl: 'auto' (the CPU forms above where they apply), 'space_to_depth' (strided
-        convolutions) or 'direct'.
+      impl: 'auto', 'direct' (``lax.conv_general_dilated`` everywhere) or
+        'space_to_depth' (strided convolutions as :func:`conv_space_to_depth`; measured
+        slower than 'auto' on CPU for DCGAN and WGAN-GP, kept as an alternative).
     """
 
     features: int
@@ -522,7 +635,9 @@ class Conv(nn.Module):
         elif impl == "space_to_depth":
             y = s2d(x, kernel)
         else:
-            y = jax.lax.platform_dependent(x, kernel, cpu=s2d, default=direct)
+            y = jax.lax.platform_dependent(
+                x, kernel, cpu=lambda x, k: conv_strided(x, k, (sh, sw), pads), default=direct
+            )
         if bias is not None:
             y = y + bias
         return y.reshape(*lead, *y.shape[1:])
