@@ -739,7 +739,7 @@ def markdown(report: dict[str, Any]) -> str:
         spread = f"{min(r['ratio_per_repeat']):.2f}–{max(r['ratio_per_repeat']):.2f}"
         batch = r["sizes"].get("batch", "")
         lines.append(
-            f"| {b.title} | {b.step} | {batch} | {r['jax_img_s']:.1f} | {r['torch_img_s']:.1f} "
+            f"| {b.title} | {b.step} | {batch} | {r['jax_img_s']:.3g} | {r['torch_img_s']:.3g} "
             f"| **{r['ratio']:.2f}** ({spread}, {r['repeats']} rep.) | {r['cpu_ratio']:.2f} "
             f"| {target} | {met} | {how} | {mem} | {_fmt(mem_j.get('xla_total_mb'), 0)} |"
         )
@@ -825,8 +825,8 @@ def main(argv: list[str] | None = None) -> int:
                 res = run_bench(bench, kw, repeats, args.block_seconds, workers, args.smoke)
                 res["status"] = "ok"
                 print(
-                    f"[{name}] jaxgan {res['jax_img_s']:.1f} img/s, PyTorch "
-                    f"{res['torch_img_s']:.1f} img/s, ratio {res['ratio']:.2f} (CPU time "
+                    f"[{name}] jaxgan {res['jax_img_s']:.3g} img/s, PyTorch "
+                    f"{res['torch_img_s']:.3g} img/s, ratio {res['ratio']:.2f} (CPU time "
                     f"{res['cpu_ratio']:.2f}), compile "
                     f"{res['jax_setup'].get('lower_s', 0) + res['jax_setup']['compile_s']:.1f} s",
                     flush=True,

@@ -7,7 +7,10 @@ discriminator at half width with 4 stride-2 stages (4x4 kernels, 100-unit dense 
 1,500 PSNR-stage steps at Adam 1e-3 (paper: 2e-4 for 10^6 steps; higher for a short
 run), then 500 GAN-stage steps at 1e-4 (the paper's), both halved at 50% and 75%. Generator
 loss of the GAN stage: ``L_percep + 5e-3 L_G^Ra + 1e-2 L_1``; without ``--vgg_weights``
-there is no perceptual term (the run says so). The summary also scores the network
+there is no perceptual term (the run says so), the L1 term becomes the content term at
+weight 1 and the RaGAN term gets SRGAN's 1e-3 (``--pixel_weight_without_vgg``,
+``--adversarial_weight_without_vgg``; with the paper's weights and no perceptual term the
+colours drift). The summary also scores the network
 interpolation at alpha 0.8.
 
     python -m experiments.esrgan                            # both stages -> runs/esrgan/{psnr,gan}

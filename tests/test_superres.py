@@ -516,3 +516,20 @@ def test_upscale_cli_tiles_like_the_whole_image(esrgan_run, tmp_path):
     jax.tree.map(np.testing.assert_allclose, v0, vp)
     with pytest.raises(ValueError, match="--alpha needs"):
         load_generator(os.path.join(esrgan_run, "psnr"), alpha=0.5)
+
+
+def test_esrgan_without_vgg_makes_l1_the_content_term():
+    """No VGG weights: ESRGAN's L1 term carries the content (weight 1) and the RaGAN term
+    gets 1e-3; with weights the paper's 1e-2 / 5e-3 apply; SRGAN keeps its own weight."""
+    from jaxgan.train import superres
+
+    config = superres.base_config()
+    config.family = "esrgan"
+    cfg = superres.step_config(config)
+    assert not cfg.perceptual
+    assert (cfg.pixel_weight, cfg.adversarial_weight) == (1.0, 1e-3)
+    config.vgg_weights = "vgg19.pth"
+    cfg = superres.step_config(config)
+    assert cfg.perceptual and (cfg.pixel_weight, cfg.adversarial_weight) == (1e-2, 5e-3)
+    config.family, config.vgg_weights, config.adversarial_weight = "srgan", "", 1e-3
+    assert superres.step_config(config).adversarial_weight == 1e-3
