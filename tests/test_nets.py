@@ -222,6 +222,22 @@ def test_conv_strided_second_derivatives_use_only_its_three_forms():
         Conv(2, padding="FULL").init(jax.random.PRNGKey(0), x)
 
 
+def test_conv_valid_tiled_equals_one_convolution(monkeypatch):
+    from jaxgan.nets import layers
+
+    monkeypatch.setattr(layers, "_TILE_BYTES", 4096)  # force 3 x 3 tiles on a small input
+    x, kernel = _normal(24, (2, 28, 30, 5)), _normal(25, (3, 3, 5, 4))
+    plain = lambda x, k: jax.lax.conv_general_dilated(
+        x, k, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+    np.testing.assert_allclose(layers.conv_valid_tiled(x, kernel), plain(x, kernel), atol=1e-5)
+    grads = lambda f: jax.grad(lambda x, k: jnp.sum(jnp.sin(f(x, k))), argnums=(0, 1))(x, kernel)
+    for a, b in zip(grads(layers.conv_valid_tiled), grads(plain), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+    hlo = jax.jit(layers.conv_valid_tiled).lower(x, kernel).as_text()
+    assert hlo.count("stablehlo.convolution") == 9
+
+
 @pytest.mark.parametrize("impl", ["direct", "space_to_depth"])
 def test_conv_other_impls_equal_auto(impl):
     x = _normal(23, (2, 9, 9, 5))
