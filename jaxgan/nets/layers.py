@@ -71,7 +71,6 @@ Array = jax.Array
 Initializer = Any
 
 _IMPLS = ("auto", "polyphase", "dilated", "adjoint")
-_DW_IMPL = "einsum"
 _CONV_IMPLS = ("auto", "space_to_depth", "direct")
 _NHWC = ("NHWC", "HWIO", "NHWC")
 
@@ -309,20 +308,32 @@ class ConvTranspose(nn.Module):
             raise ValueError(f"ConvTranspose expects (..., H, W, C) inputs, got {inputs.shape}")
         kh, kw = _pair(self.kernel_size, "kernel_size")
         strides = _pair(self.strides, "strides")
-        lead, (h, w, c) = inputs.shape[:-3], inputs.shape[-3:]
-        x = inputs.reshape(-1, h, w, c)
-        kernel_shape = (kh, kw, c, self.features)
-        kernel = self.param("kernel", self.kernel_init, kernel_shape, self.param_dtype)
-        bias = (
-            self.param("bias", self.bias_init, (self.features,), self.param_dtype)
-            if self.use_bias
-            else None
-        )
-        x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype)
-        y = conv_transpose_same(x, kernel, strides, precision=self.precision, impl=self.impl)
-        if bias is not None:
-            y = y + bias
-        return y.reshape(*lead, *y.shape[1:])
+
+        def conv(x: Array, kernel: Array) -> Array:
+            return conv_transpose_same(x, kernel, strides, precision=self.precision, impl=self.impl)
+
+        return _apply_conv_module(self, inputs, kh, kw, conv)
+
+
+def _apply_conv_module(module: Any, inputs: Array, kh: int, kw: int, conv: Any) -> Array:
+    """The body :class:`Conv` and :class:`ConvTranspose` share with flax's: flatten the
+    leading axes of (..., H, W, C), create 'kernel' (kh, kw, C, features) and 'bias' as flax
+    does, promote dtypes, ``conv(x, kernel)`` (+ bias), restore the leading axes."""
+    lead, (h, w, c) = inputs.shape[:-3], inputs.shape[-3:]
+    x = inputs.reshape(-1, h, w, c)
+    kernel = module.param(
+        "kernel", module.kernel_init, (kh, kw, c, module.features), module.param_dtype
+    )
+    bias = (
+        module.param("bias", module.bias_init, (module.features,), module.param_dtype)
+        if module.use_bias
+        else None
+    )
+    x, kernel, bias = promote_dtype(x, kernel, bias, dtype=module.dtype)
+    y = conv(x, kernel)
+    if bias is not None:
+        y = y + bias
+    return y.reshape(*lead, *y.shape[1:])
 
 
 def conv_space_to_depth(
@@ -401,9 +412,6 @@ def _conv_valid_bwd(precision: Any, res: tuple[Array, Array], g: Array) -> tuple
     # product per tap (XLA on CPU runs this ~3x faster than the equivalent convolution with
     # the batch as its contracted axis when the kernel is small).
     ho, wo = g.shape[1:3]
-    if _DW_IMPL == "conv":
-        dw = _conv_valid_plain(x.transpose(3, 1, 2, 0), g.transpose(1, 2, 0, 3), precision)
-        return dx.astype(x.dtype), dw.transpose(1, 2, 0, 3).astype(kernel.dtype)
     taps = [
         jnp.einsum("byxc,byxo->co", x[:, i : i + ho, j : j + wo], g, precision=precision)
         for i in range(kh)
@@ -453,8 +461,6 @@ conv_valid_few_outputs.defvjp(_few_fwd, _few_bwd)
 # On CPU, a stride-1 convolution whose kh*kw*out is at most this runs as
 # conv_valid_few_outputs.
 _FEW_OUTPUTS_MAX = 256
-# False: Conv(impl="auto") is lax.conv_general_dilated everywhere (for A/B benchmarks).
-_CPU_FORMS = True
 
 
 # A strided convolution F(x, k), its input gradient DX(g, k) and its weight gradient
@@ -639,17 +645,7 @@ class Conv(nn.Module):
             raise ValueError(f"Conv expects (..., H, W, C) inputs, got {inputs.shape}")
         kh, kw = _pair(self.kernel_size, "kernel_size")
         sh, sw = _pair(self.strides, "strides")
-        lead, (h, w, c) = inputs.shape[:-3], inputs.shape[-3:]
-        x = inputs.reshape(-1, h, w, c)
-        kernel = self.param(
-            "kernel", self.kernel_init, (kh, kw, c, self.features), self.param_dtype
-        )
-        bias = (
-            self.param("bias", self.bias_init, (self.features,), self.param_dtype)
-            if self.use_bias
-            else None
-        )
-        x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype)
+        h, w = inputs.shape[-3:-1]
         pads = _conv_pads(self.padding, h, w, kh, kw, sh, sw)
 
         def direct(x: Array, k: Array) -> Array:
@@ -657,38 +653,24 @@ class Conv(nn.Module):
                 x, k, (sh, sw), pads, dimension_numbers=_NHWC, precision=self.precision
             )
 
-        def s2d(x: Array, k: Array) -> Array:
-            return conv_space_to_depth(x, k, (sh, sw), pads, self.precision)
+        def padded(x: Array) -> Array:
+            return jnp.pad(x, ((0, 0), tuple(pads[0]), tuple(pads[1]), (0, 0)))
 
-        def few_outputs(x: Array, k: Array) -> Array:
-            x = jnp.pad(x, ((0, 0), tuple(pads[0]), tuple(pads[1]), (0, 0)))
-            return conv_valid_few_outputs(x, k, self.precision)
-
-        impl = self.impl if _CPU_FORMS else "direct"
-
-        def tiled(x: Array, k: Array) -> Array:
-            x = jnp.pad(x, ((0, 0), tuple(pads[0]), tuple(pads[1]), (0, 0)))
-            return conv_valid_tiled(x, k, self.precision)
-
-        if (sh, sw) == (1, 1):
-            few = kh * kw > 1 and kh * kw * self.features <= _FEW_OUTPUTS_MAX
-            if impl == "direct":
-                y = direct(x, kernel)
-            elif few:
-                y = jax.lax.platform_dependent(x, kernel, cpu=few_outputs, default=direct)
+        def conv(x: Array, k: Array) -> Array:
+            if self.impl == "direct":
+                return direct(x, k)
+            if (sh, sw) == (1, 1):
+                if kh * kw > 1 and kh * kw * self.features <= _FEW_OUTPUTS_MAX:
+                    cpu = lambda x, k: conv_valid_few_outputs(padded(x), k, self.precision)
+                else:
+                    cpu = lambda x, k: conv_valid_tiled(padded(x), k, self.precision)
+            elif self.impl == "space_to_depth":
+                return conv_space_to_depth(x, k, (sh, sw), pads, self.precision)
             else:
-                y = jax.lax.platform_dependent(x, kernel, cpu=tiled, default=direct)
-        elif impl == "direct":
-            y = direct(x, kernel)
-        elif impl == "space_to_depth":
-            y = s2d(x, kernel)
-        else:
-            y = jax.lax.platform_dependent(
-                x, kernel, cpu=lambda x, k: conv_strided(x, k, (sh, sw), pads), default=direct
-            )
-        if bias is not None:
-            y = y + bias
-        return y.reshape(*lead, *y.shape[1:])
+                cpu = lambda x, k: conv_strided(x, k, (sh, sw), pads)
+            return jax.lax.platform_dependent(x, k, cpu=cpu, default=direct)
+
+        return _apply_conv_module(self, inputs, kh, kw, conv)
 
 
 def _fused_polyphase(x: Array, kernel: Array, s: int) -> Array:
