@@ -12,11 +12,8 @@ statistics and metrics to OUT.json. Then the training loop runs RaLSGAN with
 ``parallel='pmap'`` (2 steps, then resumed to 4 from its checkpoint), to be compared with the
 one-device steps; and batches that do not divide over the devices are tried.
 
-The networks are trained with plain SGD here: Adam's first update is about
-``lr * g / (|g| + eps)``, so a gradient that is zero up to rounding (its sign decided by the
-order of a sum) moves a weight by up to ``lr`` either way on different devices counts. SGD
-keeps the comparison a test of the gradients, losses and statistics, which are what the
-parallel paths compute; the optimizer's update is the same code on every path.
+The networks are trained with plain SGD (see ``equivalence.py``, which also holds the
+comparison itself).
 """
 
 from __future__ import annotations
@@ -24,17 +21,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
-import time
 
 import jax
 import numpy as np
-import optax
+from equivalence import compare, max_diff, with_sgd  # this folder (run as scripts)
 
 from jaxgan import parallel
-from jaxgan.data import batch_iterator
 from jaxgan.train.unconditional import base_config, build_gan_task
 
 STEPS = {"dcgan": 2, "wgan_gp": 2, "ralsgan": 4}
+LR = 0.02  # plain SGD (see equivalence.py)
 
 
 def config(name: str, parallel_kind: str):
@@ -62,82 +58,10 @@ def config(name: str, parallel_kind: str):
     return c
 
 
-def max_diff(a, b, relative: bool = False) -> float:
-    """Largest |a - b| over the leaves (divided by max(1, |a|) if ``relative``)."""
-    la, lb = jax.tree.leaves(jax.device_get(a)), jax.tree.leaves(jax.device_get(b))
-    assert len(la) == len(lb) and la, (len(la), len(lb))
-    out = 0.0
-    for x, y in zip(la, lb, strict=True):
-        x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-        scale = np.maximum(1.0, np.abs(x)) if relative else 1.0
-        out = max(out, float(np.max(np.abs(x - y) / scale)))
-    return out
-
-
-def with_sgd(task, lr: float = 0.02):
-    """The task with plain SGD for both networks (see the module docstring)."""
-    tx = optax.sgd(lr)
-
-    def init_state(key):
-        s = task.init_state(key)
-        g = s.g.replace(tx=tx, opt_state=tx.init(s.g.params))
-        return s.replace(g=g, d=s.d.replace(tx=tx, opt_state=tx.init(s.d.params)))
-
-    return dataclasses.replace(task, init_state=init_state)
-
-
 def run(name: str) -> tuple[dict, dict]:
     """(differences to one device per path, the one-device parameters)."""
-    c = config(name, "none")
-    one = with_sgd(build_gan_task(c))
-    pm = with_sgd(build_gan_task(config(name, "pmap")))
-    it = batch_iterator(one.source, one.examples_per_step, seed=c.seed, prefetch=0)
-    batches = [it.make_batch(i) for i in range(STEPS[name])]
-    # One initialisation (compiling init is as slow as compiling a step on CPU); the pmap
-    # state differs only in its apply functions (networks with the BatchNorm axis name).
-    first = jax.device_get(jax.jit(one.init_state)(jax.random.PRNGKey(c.seed)))
-    pm_nets = jax.eval_shape(pm.init_state, jax.random.PRNGKey(c.seed))
-    pm_first = first.replace(
-        g=first.g.replace(apply_fn=pm_nets.g.apply_fn),
-        d=first.d.replace(apply_fn=pm_nets.d.apply_fn),
-    )
-    mesh = parallel.make_mesh()
-    paths = {
-        "one": (parallel.DataParallel(one), jax.device_put(first)),
-        "pmap": (parallel.PmapParallel(pm), parallel.replicate(pm_first)),
-        "sharding": (
-            parallel.ShardingParallel(one, mesh),
-            jax.device_put(first, parallel.replicated_sharding(mesh)),
-        ),
-    }
-    out: dict = {}
-    for kind, (par, state) in paths.items():
-        t0 = time.time()
-        for b in batches:
-            state, metrics = par.train_step(state, par.put_batch(b))
-        state = par.final_state(state)
-        out[kind] = {
-            "params": {"g": state.g.params, "d": state.d.params},
-            "stats": {"g": state.g.batch_stats, "d": state.d.batch_stats},
-            "metrics": metrics,
-            "step": int(state.step),
-            "seconds": time.time() - t0,
-        }
-    res: dict = {"has_batch_stats": bool(jax.tree.leaves(out["one"]["stats"]))}
-    for kind in ("pmap", "sharding"):
-        res[kind] = {
-            "params": max_diff(out["one"]["params"], out[kind]["params"]),
-            "stats": max_diff(out["one"]["stats"], out[kind]["stats"])
-            if res["has_batch_stats"]
-            else 0.0,
-            "metrics": max_diff(out["one"]["metrics"], out[kind]["metrics"], relative=True),
-            "step": out[kind]["step"],
-            "seconds": out[kind]["seconds"],
-        }
-    # the steps moved the parameters by much more than the tolerance
-    res["moved"] = max_diff({"g": first.g.params, "d": first.d.params}, out["one"]["params"])
-    res["metric_names"] = sorted(out["one"]["metrics"])
-    return res, out["one"]["params"]
+    one = build_gan_task(config(name, "none"))
+    return compare(one, build_gan_task(config(name, "pmap")), LR, STEPS[name])
 
 
 def loop(workdir: str, reference: dict) -> dict:
@@ -145,7 +69,7 @@ def loop(workdir: str, reference: dict) -> dict:
     from jaxgan.train.loop import train_and_evaluate
 
     def build(c):
-        return dataclasses.replace(with_sgd(build_gan_task(c)), evaluate=None)
+        return dataclasses.replace(with_sgd(build_gan_task(c), LR), evaluate=None)
 
     c = config("ralsgan", "pmap")
     c.update(steps=2, log_every=1, sample_every=2, checkpoint_every=2)
