@@ -78,6 +78,19 @@ StepFn = Callable[[Any, Any], tuple[Any, dict]]
 # --------------------------------------------------------------------------- batches
 
 
+def pmean(tree: Any, axis_name: str | None) -> Any:
+    """The average of ``tree`` over the devices of the pmap axis ``axis_name``; ``tree``
+    itself when ``axis_name`` is None (one device, or ``jax.jit`` with shardings, whose
+    arrays are already global)."""
+    return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
+
+
+def gather_rows(tree: Any, axis_name: str | None) -> Any:
+    """The global batch of every array of ``tree`` (each device's rows, concatenated in
+    device order) under the pmap axis ``axis_name``; ``tree`` itself when None."""
+    return tree if axis_name is None else jax.lax.all_gather(tree, axis_name, tiled=True)
+
+
 def check_divisible(batch_size: int, n_devices: int, chunks: int = 1) -> None:
     """Raise a clear ValueError unless each of the ``chunks`` consecutive parts of a batch of
     ``batch_size`` rows splits evenly over ``n_devices`` devices."""

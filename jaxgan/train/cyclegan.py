@@ -47,7 +47,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from jaxgan import losses
+from jaxgan import losses, parallel
 from jaxgan.images import make_grid, save_image
 from jaxgan.parallel import AXIS
 from jaxgan.state import TrainState, step_key
@@ -211,7 +211,7 @@ def _pool_step(
     """
     if axis_name is None or pool.size == 0:
         return pool_query(pool, fakes, key)
-    everyone = jax.lax.all_gather(fakes, axis_name, tiled=True)
+    everyone = parallel.gather_rows(fakes, axis_name)
     pool, out = pool_query(pool, everyone, key)
     n = fakes.shape[0]
     return pool, jax.lax.dynamic_slice_in_dim(out, jax.lax.axis_index(axis_name) * n, n)
@@ -239,8 +239,7 @@ def cyclegan_step(
         k_drop = jax.random.fold_in(k_drop, jax.lax.axis_index(axis_name))
     drops = [jax.random.fold_in(k_drop, i) for i in range(4)] if cfg.dropout else [None] * 4
 
-    def pmean(tree: Any) -> Any:
-        return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
+    pmean = functools.partial(parallel.pmean, axis_name=axis_name)
 
     use_idt = cfg.lambda_identity != 0
     n = x.shape[0]

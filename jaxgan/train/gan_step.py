@@ -30,6 +30,7 @@ pmapped step computes what one device computes on the whole batch.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -37,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxgan import losses
+from jaxgan import losses, parallel
 from jaxgan.state import GANState, step_key
 
 Array = jax.Array
@@ -179,15 +180,8 @@ def make_train_step(
     if axis_name is not None and jit:
         raise ValueError("a step with an axis_name runs under jax.pmap: build it with jit=False")
 
-    def pmean(tree: Any) -> Any:
-        """The average over the devices (identity on one device)."""
-        return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
-
-    def gather(tree: Any) -> Any:
-        """The arrays of the whole batch, concatenated in device order."""
-        if axis_name is None:
-            return tree
-        return jax.tree.map(lambda a: jax.lax.all_gather(a, axis_name, tiled=True), tree)
+    pmean = functools.partial(parallel.pmean, axis_name=axis_name)
+    gather = functools.partial(parallel.gather_rows, axis_name=axis_name)
 
     def own_rows(tree: Any) -> Any:
         """This device's rows of arrays drawn for the global batch."""

@@ -66,7 +66,7 @@ import optax
 from flax import struct
 
 from jaxgan import losses
-from jaxgan.parallel import AXIS
+from jaxgan.parallel import AXIS, gather_rows, pmean
 from jaxgan.state import TrainState
 from jaxgan.train.loop import Task
 
@@ -131,16 +131,6 @@ def _apply(ts: TrainState, params: Any, x: Array, batch_stats: Any = None) -> tu
     return out, upd["batch_stats"]
 
 
-def _pmean(tree: Any, axis_name: str | None) -> Any:
-    """The average over the devices of ``axis_name`` (identity when None)."""
-    return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
-
-
-def _gather(a: Array, axis_name: str | None) -> Array:
-    """The global batch of per-device rows ``a``, in device order (identity when None)."""
-    return a if axis_name is None else jax.lax.all_gather(a, axis_name, tiled=True)
-
-
 def psnr_step(
     state: SRState, batch: dict[str, Array], cfg: StepConfig, axis_name: str | None = None
 ) -> tuple[SRState, dict[str, Array]]:
@@ -157,9 +147,9 @@ def psnr_step(
         return losses.pixel_loss(to_unit(sr), to_unit(hr), cfg.pixel_kind), (sr, stats)
 
     (loss, (sr, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.g.params)
-    grads = _pmean(grads, axis_name)
+    grads = pmean(grads, axis_name)
     g = state.g.apply_gradients(grads=grads, batch_stats=stats)
-    metrics = _pmean({"pixel": loss, "psnr": batch_psnr(sr, hr)}, axis_name)
+    metrics = pmean({"pixel": loss, "psnr": batch_psnr(sr, hr)}, axis_name)
     metrics["g_grad_norm"] = optax.tree.norm(grads)
     return state.replace(g=g, step=state.step + 1), metrics
 
@@ -189,7 +179,7 @@ def gan_step(
 
     def adv(logits: Array) -> Array:
         """Critic outputs as the loss sees them: the global batch's for RaGAN."""
-        return _gather(logits, axis_name) if ra else logits
+        return gather_rows(logits, axis_name) if ra else logits
 
     feature_fn = None
     if cfg.perceptual:
@@ -243,13 +233,13 @@ def gan_step(
     (d_loss, (d_stats, d_real, d_fake)), d_grads = jax.value_and_grad(d_loss_fn, has_aux=True)(
         state.d.params
     )
-    g_grads, d_grads = _pmean((g_grads, d_grads), axis_name)
+    g_grads, d_grads = pmean((g_grads, d_grads), axis_name)
     new = state.replace(
         g=state.g.apply_gradients(grads=g_grads, batch_stats=g_stats),
         d=state.d.apply_gradients(grads=d_grads, batch_stats=d_stats),
         step=state.step + 1,
     )
-    metrics = _pmean(
+    metrics = pmean(
         {
             "g_loss": g_loss,
             **parts,
@@ -841,8 +831,8 @@ def build_sr_task(config: ml_collections.ConfigDict) -> Task:
             content = (
                 "pixel MSE (SRGAN-MSE)"
                 if config.family == "srgan"
-                else f"L1 pixel loss at weight {step_config(config).pixel_weight:g}, with "
-                f"the RaGAN term at {step_config(config).adversarial_weight:g}"
+                else f"L1 pixel loss at weight {cfg.pixel_weight:g}, with "
+                f"the RaGAN term at {cfg.adversarial_weight:g}"
             )
             print(
                 "perceptual loss OFF: no VGG19 weights given (--vgg_weights FILE, torchvision "
