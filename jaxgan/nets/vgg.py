@@ -32,6 +32,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
+from jaxgan.nets.layers import Conv
+
 Array = jax.Array
 
 #: Channels of the 16 convolutions, by block.
@@ -93,7 +95,7 @@ class VGG19Features(nn.Module):
         found: dict[str, Array] = {}
         for name in VGG19_LAYERS[: last + 1]:
             if name.startswith("conv"):
-                x = nn.Conv(CONV_CHANNELS[name][1], (3, 3), padding=((1, 1), (1, 1)), name=name)(x)
+                x = Conv(CONV_CHANNELS[name][1], (3, 3), padding=((1, 1), (1, 1)), name=name)(x)
             elif name.startswith("relu"):
                 x = nn.relu(x)
             else:
