@@ -142,14 +142,15 @@ def test_conv_transpose_impls_agree_and_auto_avoids_dilated_conv_on_cpu():
 
 CONV_CASES = [
     # kernel, strides, padding, features: strided (space-to-depth, also when the stride does
-    # not divide the kernel), few outputs (one matrix product + shifted sums), zero padding
-    # (as a convolution attribute), unpadded (tiled when large).
+    # not divide the kernel), few outputs (one matrix product + shifted sums), zero-padded
+    # 3x3 (the padding as a convolution attribute), padded or unpadded (tiled when large).
     ((4, 4), (2, 2), ((1, 1), (1, 1)), 5),
     ((3, 3), (2, 2), "SAME", 4),
     ((7, 5), (3, 2), ((2, 0), (3, 1)), 3),
     ((7, 7), (1, 1), "VALID", 3),
     ((4, 4), (1, 1), ((1, 2), (1, 2)), 1),
     ((3, 3), (1, 1), 1, 40),
+    ((4, 4), (1, 1), 1, 20),
     ((3, 3), (1, 1), "VALID", 30),
 ]
 
@@ -161,15 +162,20 @@ def test_conv_equals_flax_conv_values_grads_and_gradient_penalty(
     _check_conv_against_flax(kernel_size, strides, padding, features)
 
 
-@pytest.mark.parametrize("kernel_size, strides, padding, features", CONV_CASES[:3])
+@pytest.mark.parametrize(
+    "kernel_size, strides, padding, features",
+    [CONV_CASES[0], ((6, 4), (3, 2), ((2, 1), (0, 3)), 3)],
+)
 def test_strided_conv_with_space_to_depth_input_gradient_equals_flax(
     monkeypatch, kernel_size, strides, padding, features
 ):
-    """Inputs of at least ``_DX_SPACE_TO_DEPTH_MIN_PIXELS`` pixels take the input gradient
-    (and so the penalty's second derivatives) through the space-to-depth form."""
+    """Large inputs (``_DX_SPACE_TO_DEPTH_MIN_PIXELS``, ``_DX_SPACE_TO_DEPTH_MIN_CHANNELS``;
+    kernels a multiple of the stride) take the input gradient, and so the penalty's second
+    derivatives, through the space-to-depth form."""
     from jaxgan.nets import layers
 
     monkeypatch.setattr(layers, "_DX_SPACE_TO_DEPTH_MIN_PIXELS", 0)
+    monkeypatch.setattr(layers, "_DX_SPACE_TO_DEPTH_MIN_CHANNELS", 0)
     _check_conv_against_flax(kernel_size, strides, padding, features)
 
 

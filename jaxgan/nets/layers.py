@@ -484,19 +484,28 @@ def _conv_f(x: Array, k: Array, geo: _ConvGeometry) -> Array:
     return _strided_plain(x, k, geo)
 
 
-# The input gradient of a strided convolution whose input has at least this many pixels
-# is computed through the space-to-depth form (a stride-1 convolution, then depth-to-space)
-# instead of XLA's lhs-dilated convolution: on CPU the DCGAN 64x64 layer 32x32x64 -> 16x16x128
-# took 67 ms as the latter and 26 ms as the former (batch 64); at 8x8 inputs the lhs-dilated
-# form is faster (28 vs 38 ms for 8x8x256 -> 4x4x512).
+# The input gradient of a strided convolution whose input has at least this many pixels,
+# and whose kernel size is a multiple of the stride, is computed through the space-to-depth
+# form (a stride-1 convolution, then depth-to-space) instead of XLA's lhs-dilated
+# convolution: on CPU the DCGAN 64x64 layer 32x32x64 -> 16x16x128 took 67 ms as the latter
+# and 26 ms as the former (batch 64; the DCGAN 64 step 1.20 s -> 1.07 s); at 8x8 inputs the
+# lhs-dilated form is faster (28 vs 38 ms for 8x8x256 -> 4x4x512). When the stride does not
+# divide the kernel, space-to-depth pads the kernel and adds multiply-adds (3x3, stride 2:
+# 16 taps for 9), so those keep XLA's form.
 _DX_SPACE_TO_DEPTH_MIN_PIXELS = 256
+# ... and at least this many input channels: the input gradient of an RGB input layer
+# would be a few-output convolution in the space-to-depth form, which XLA:CPU runs slowly
+# (the DCGAN 32 step was 8% slower with it).
+_DX_SPACE_TO_DEPTH_MIN_CHANNELS = 16
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def _conv_dx(g: Array, k: Array, geo: _ConvGeometry, x_shape: tuple[int, ...]) -> Array:
     zeros = jnp.zeros(x_shape, g.dtype)
-    if x_shape[1] * x_shape[2] >= _DX_SPACE_TO_DEPTH_MIN_PIXELS:
-        strides, pads = geo
+    strides, pads = geo
+    divides = k.shape[0] % strides[0] == 0 and k.shape[1] % strides[1] == 0
+    large = x_shape[1] * x_shape[2] >= _DX_SPACE_TO_DEPTH_MIN_PIXELS
+    if divides and large and x_shape[3] >= _DX_SPACE_TO_DEPTH_MIN_CHANNELS:
         return jax.vjp(lambda x: conv_space_to_depth(x, k, strides, pads), zeros)[1](g)[0]
     return jax.vjp(lambda x: _strided_plain(x, k, geo), zeros)[1](g)[0]
 
@@ -618,10 +627,15 @@ class Conv(nn.Module):
 
     * strided: :func:`conv_strided`, whose derivatives of every order are the convolution,
       its input gradient and its weight gradient (a WGAN-GP critic step: 2.6 s -> 0.9 s);
+      the input gradient of inputs from 16x16 up runs in the space-to-depth form;
     * stride 1 with ``kh*kw*features <= 256`` (an RGB output layer):
       :func:`conv_valid_few_outputs` (the 7x7 64 -> 3 output layer of the CycleGAN
       generator: ~60 ms -> ~2 ms forward);
-    * otherwise, and on every other backend, ``lax.conv_general_dilated``.
+    * zero-padded 3x3 stride-1 convolutions: ``lax.conv_general_dilated`` with the
+      padding as its attribute (XLA on CPU runs that up to 3x faster than the convolution
+      of a padded array);
+    * other stride-1 convolutions: :func:`conv_valid_tiled` of the padded input;
+    * on every other backend, ``lax.conv_general_dilated``.
 
     Attributes:
       features: number of output channels.
@@ -673,13 +687,15 @@ class Conv(nn.Module):
             if (sh, sw) == (1, 1):
                 if kh * kw > 1 and kh * kw * self.features <= _FEW_OUTPUTS_MAX:
                     cpu = lambda x, k: conv_valid_few_outputs(padded(x), k, self.precision)
-                elif any(p for pair in pads for p in pair):
+                elif (kh, kw) == (3, 3) and any(p for pair in pads for p in pair):
                     # XLA on CPU runs a convolution with its padding as an attribute up to
                     # 3x faster than the same one on a padded input (3x3 64 -> 64 at
-                    # 128x128, batch 4: 24 vs 71 ms forward, 52 vs 149 ms weight gradient).
+                    # 128x128, batch 4: 24 vs 71 ms forward, 52 vs 149 ms weight gradient;
+                    # the ESRGAN step ratio 0.91 -> ~1.0). Only measured for 3x3 kernels: the
+                    # CycleGAN discriminator's 4x4 ones looked slower that way.
                     cpu = direct
                 else:
-                    cpu = lambda x, k: conv_valid_tiled(x, k, self.precision)
+                    cpu = lambda x, k: conv_valid_tiled(padded(x), k, self.precision)
             elif self.impl == "space_to_depth":
                 return conv_space_to_depth(x, k, (sh, sw), pads, self.precision)
             else:
