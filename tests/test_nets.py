@@ -174,8 +174,18 @@ def test_strided_conv_with_space_to_depth_input_gradient_equals_flax(
     derivatives, through the space-to-depth form."""
     from jaxgan.nets import layers
 
+    x, kernel = _normal(26, (2, 13, 11, 6)), _normal(27, (*kernel_size, 6, features))
+    pads = padding  # both cases give explicit (lo, hi) pairs
+
+    def lhs_dilated_input_gradient() -> bool:
+        loss = lambda x: jnp.sum(jnp.sin(conv_strided(x, kernel, strides, pads)))
+        hlo = jax.jit(jax.grad(loss)).lower(x).as_text()
+        return any(d != ("1", "1") for d in re.findall(r"lhs_dilate = \[(\d+), (\d+)\]", hlo))
+
+    assert lhs_dilated_input_gradient()  # a small input: XLA's lhs-dilated form
     monkeypatch.setattr(layers, "_DX_SPACE_TO_DEPTH_MIN_PIXELS", 0)
     monkeypatch.setattr(layers, "_DX_SPACE_TO_DEPTH_MIN_CHANNELS", 0)
+    assert not lhs_dilated_input_gradient()
     _check_conv_against_flax(kernel_size, strides, padding, features)
 
 
@@ -244,6 +254,22 @@ def test_conv_strided_second_derivatives_use_only_its_three_forms():
         Conv(2, impl="fft").init(jax.random.PRNGKey(0), x)
     with pytest.raises(ValueError, match="padding"):
         Conv(2, padding="FULL").init(jax.random.PRNGKey(0), x)
+
+
+def test_zero_padded_3x3_conv_keeps_the_padding_as_a_convolution_attribute():
+    """On CPU a zero-padded 3x3 stride-1 Conv is one convolution with its padding as the
+    attribute (no padded copy of the input), forward and backward; other kernels pad."""
+    x = _normal(28, (2, 9, 9, 4))
+
+    def hlo(kernel_size):
+        conv = Conv(32, kernel_size, padding=1)  # 32 outputs: not the few-output form
+        v = conv.init(jax.random.PRNGKey(0), x)
+        loss = lambda v, x: jnp.sum(jnp.sin(conv.apply(v, x)))
+        return jax.jit(jax.grad(loss, argnums=(0, 1))).lower(v, x).as_text()
+
+    three = hlo((3, 3))
+    assert "stablehlo.pad" not in three and "pad = [[1, 1], [1, 1]]" in three
+    assert "stablehlo.pad" in hlo((4, 4))
 
 
 def test_conv_valid_tiled_equals_one_convolution(monkeypatch):

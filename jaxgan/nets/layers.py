@@ -627,7 +627,8 @@ class Conv(nn.Module):
 
     * strided: :func:`conv_strided`, whose derivatives of every order are the convolution,
       its input gradient and its weight gradient (a WGAN-GP critic step: 2.6 s -> 0.9 s);
-      the input gradient of inputs from 16x16 up runs in the space-to-depth form;
+      the input gradient of inputs from 16x16 and 16 channels up, when the stride divides
+      the kernel, runs in the space-to-depth form;
     * stride 1 with ``kh*kw*features <= 256`` (an RGB output layer):
       :func:`conv_valid_few_outputs` (the 7x7 64 -> 3 output layer of the CycleGAN
       generator: ~60 ms -> ~2 ms forward);
