@@ -30,6 +30,10 @@ threads are run with ``OMP_WAIT_POLICY=PASSIVE`` (``--torch-omp-wait default`` k
 libgomp's spinning default): on a shared machine the spinning threads wait for each other
 and collapse (DCGAN 32x32 went from ~40 to ~11 img/s at load ~6 on 2 cores).
 
+Memory allocator: both workers call :func:`jaxgan.host.reuse_freed_memory` (glibc keeps
+freed memory instead of unmapping every large block), which jaxgan's training loop also
+does on CPU; ``--malloc default`` keeps glibc's defaults for both.
+
 Results go to ``DIR/{full,smoke}.json`` and ``.md`` (machine, versions, date, load) and the
 table is printed. ``--smoke`` runs tiny sizes, one repeat of one step, to check that
 everything runs (``tests/test_benchmarks.py``).
@@ -522,6 +526,11 @@ def worker_main(framework: str) -> None:
     os.dup2(2, 1)  # anything else printed (libraries, XLA) goes to stderr
     sys.stdout = sys.stderr
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if os.environ.get("JAXGAN_BENCH_MALLOC", "reuse") == "reuse":
+        # Both frameworks alike, as jaxgan's training loop does on CPU (see jaxgan.host).
+        from jaxgan.host import reuse_freed_memory
+
+        reuse_freed_memory()
     worker: Worker | None = None
     for line in sys.stdin:
         msg = json.loads(line)
@@ -597,9 +606,10 @@ class WorkerProc:
             self.proc.wait()
 
 
-def worker_env(framework: str, torch_omp_wait: str) -> dict[str, str]:
+def worker_env(framework: str, torch_omp_wait: str, malloc: str = "reuse") -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env["JAXGAN_BENCH_MALLOC"] = malloc
     if framework == "torch":
         if torch_omp_wait == "passive":
             env["OMP_WAIT_POLICY"] = "PASSIVE"
@@ -701,7 +711,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"Machine: {m['nproc']} x {m['cpu']} ({m['memory_gb']} GB), jaxgan on "
         f"{report['devices']['jax']}, PyTorch on {report['devices']['torch']} "
         f"({report['devices']['torch_threads']} threads, OMP_WAIT_POLICY "
-        f"{report['torch_omp_wait']}); python {m['python']}, jax {m['jax']} (jaxlib "
+        f"{report['torch_omp_wait']}); malloc {report.get('malloc', 'default')} in both; "
+        f"python {m['python']}, jax {m['jax']} (jaxlib "
         f"{m['jaxlib']}), flax {m['flax']}, torch {m['torch']}; {m['date']}; load average "
         f"{m['loadavg_start'][0]:.1f} at the start, {report['loadavg_end'][0]:.1f} at the end "
         f"(the machine is shared: ratios are measured in the same run, interleaved); "
@@ -763,6 +774,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--block-seconds", type=float, default=2.0, help="target length of a block")
     p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
     p.add_argument("--torch-omp-wait", choices=("passive", "default"), default="passive")
+    p.add_argument(
+        "--malloc",
+        choices=("reuse", "default"),
+        default="reuse",
+        help="reuse: both workers keep freed memory (jaxgan.host.reuse_freed_memory, what "
+        "jaxgan's training loop does on CPU); default: glibc's defaults",
+    )
     p.add_argument("--worker", choices=("jax", "torch"), help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -786,6 +804,7 @@ def main(argv: list[str] | None = None) -> int:
         "mode": tag,
         "machine": machine(),
         "torch_omp_wait": args.torch_omp_wait,
+        "malloc": args.malloc,
         "results": [],
     }
     failures = 0
@@ -794,7 +813,8 @@ def main(argv: list[str] | None = None) -> int:
 
         def start() -> None:
             for fw in ("jax", "torch"):
-                workers[fw] = WorkerProc(fw, worker_env(fw, args.torch_omp_wait), log)
+                env = worker_env(fw, args.torch_omp_wait, args.malloc)
+                workers[fw] = WorkerProc(fw, env, log)
 
         def stop() -> None:
             for w in workers.values():

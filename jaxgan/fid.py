@@ -167,6 +167,9 @@ def main(argv: Sequence[str] | None = None) -> float | None:
         progress=not args.no_progress,
         workers=max(1, args.workers),
     )
+    from jaxgan.host import reuse_freed_memory_on_cpu
+
+    reuse_freed_memory_on_cpu()  # before JAX starts: 50 images 9.0 -> 4.9 s on 2 cores
     from jaxgan.metrics.fid import fid_from_stats, save_stats
 
     if command == "stats":

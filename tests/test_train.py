@@ -127,10 +127,16 @@ def test_n_critic_one_equals_manual_two_phase_update():
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
 
 
-def test_resume_gives_the_same_parameters(tmp_path):
+def test_resume_gives_the_same_parameters(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr("jaxgan.host.reuse_freed_memory_on_cpu", lambda: calls.append(1))
     full = train_and_evaluate(tiny_points_config(str(tmp_path / "full")))
-    half = tiny_points_config(str(tmp_path / "half"), steps=3, checkpoint_every=3)
+    assert len(calls) == 1  # config reuse_host_memory, on by default
+    half = tiny_points_config(
+        str(tmp_path / "half"), steps=3, checkpoint_every=3, reuse_host_memory=False
+    )
     train_and_evaluate(half)
+    assert len(calls) == 1  # turned off: not called
     resumed = train_and_evaluate(tiny_points_config(str(tmp_path / "half")))
     assert int(resumed.step) == int(full.step) == 6
     _assert_trees_equal(_params(full), _params(resumed))

@@ -391,6 +391,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.steps = 0  # 0: (n_epochs + n_epochs_decay) * epoch_steps
     c.seed = 0
     c.workdir = ""
+    c.reuse_host_memory = True  # on CPU: glibc keeps freed memory (jaxgan.host)
     c.log_every = 50
     c.sample_every = 500
     c.eval_every = 500

@@ -118,6 +118,12 @@ def train_and_evaluate(
         raise ValueError("no workdir: pass --workdir DIR")
     from jaxgan import parallel
 
+    if config.get("reuse_host_memory", True):
+        from jaxgan.host import reuse_freed_memory_on_cpu
+
+        # Before JAX starts its threads: a step reuses mapped pages instead of faulting in
+        # fresh ones (FID features 9.0 -> 4.9 s, DCGAN 64 step 1.22 -> 1.14 s on 2 cores).
+        reuse_freed_memory_on_cpu()
     parallel.maybe_initialize_distributed()  # many hosts: before any JAX computation
     if build_task is None:
         from jaxgan.train.registry import build_task as _build

@@ -346,6 +346,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.batch_size = 16
     c.seed = 0
     c.workdir = ""
+    c.reuse_host_memory = True  # on CPU: glibc keeps freed memory (jaxgan.host)
     c.log_every = 50
     c.sample_every = 500
     c.eval_every = 0  # 0: at the end only

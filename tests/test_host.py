@@ -1,0 +1,79 @@
+"""jaxgan.host.reuse_freed_memory: glibc keeps freed memory, so a large block allocated
+again after being freed reuses mapped pages instead of faulting in fresh ones."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# malloc, touch and free a 64 MiB block (as XLA's CPU runtime does with a step's buffers),
+# then count the page faults of touching a second one. Run in a fresh interpreter: the
+# setting is process-wide and cannot be undone.
+SCRIPT = """
+import ctypes, resource, sys, threading
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype = ctypes.c_void_p
+libc.malloc.argtypes = (ctypes.c_size_t,)
+libc.free.argtypes = (ctypes.c_void_p,)
+mode, where = sys.argv[1:]
+if mode == "reuse":
+    from jaxgan.host import reuse_freed_memory
+    assert reuse_freed_memory() is True
+    assert reuse_freed_memory() is True  # idempotent
+n = 64 << 20  # above glibc's largest mmap threshold (32 MiB)
+faults = []
+def run():
+    for _ in range(2):  # a thread's first malloc attaches it to an arena: warm up twice
+        a = libc.malloc(n)
+        ctypes.memset(a, 1, n)
+        libc.free(a)
+    f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    b = libc.malloc(n)
+    ctypes.memset(b, 1, n)
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
+if where == "thread":  # as XLA's CPU runtime: buffers allocated on a worker thread
+    t = threading.Thread(target=run)
+    t.start()
+    t.join()
+else:
+    run()
+print(faults[0])
+"""
+
+
+def _faults(mode: str, where: str) -> int:
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT, mode, where],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return int(proc.stdout.split()[-1])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt: Linux only")
+@pytest.mark.parametrize("where", ["main", "thread"])
+def test_reuse_freed_memory_reuses_pages_of_a_freed_large_block(where):
+    default, reuse = _faults("default", where), _faults("reuse", where)
+    pages = (64 << 20) // os.sysconf("SC_PAGE_SIZE")
+    # glibc's default maps the block afresh: one fault per page.
+    assert default >= pages // 2, (default, pages)
+    # With reuse the freed pages are still mapped, on the main thread and (one arena for
+    # all threads) on another: next to no faults.
+    assert reuse < pages // 20, (reuse, pages)
+
+
+def test_cpu_backend_expected_once_jax_has_started():
+    import jax
+
+    from jaxgan.host import cpu_backend_expected
+
+    jax.numpy.zeros(1).block_until_ready()  # a backend is running now
+    assert cpu_backend_expected() == (jax.default_backend() == "cpu")
