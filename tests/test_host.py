@@ -77,3 +77,51 @@ def test_cpu_backend_expected_once_jax_has_started():
 
     jax.numpy.zeros(1).block_until_ready()  # a backend is running now
     assert cpu_backend_expected() == (jax.default_backend() == "cpu")
+
+
+# Free a block larger than 2 GiB (a CycleGAN 256 step frees about that much at the top of
+# the heap) and see whether glibc gives it back to the OS by lowering the program break.
+# The block is never touched, so this costs address space only.
+TRIM_SCRIPT = """
+import ctypes, sys
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype = ctypes.c_void_p
+libc.malloc.argtypes = (ctypes.c_size_t,)
+libc.free.argtypes = (ctypes.c_void_p,)
+libc.sbrk.restype = ctypes.c_void_p
+libc.sbrk.argtypes = (ctypes.c_ssize_t,)
+if sys.argv[1] == "reuse":
+    from jaxgan.host import reuse_freed_memory
+    assert reuse_freed_memory() is True
+else:  # the same settings with the largest positive trim threshold mallopt takes
+    for param, value in ((-4, 0), (-8, 1), (-1, 2**31 - 1)):
+        assert libc.mallopt(param, value) == 1
+n = (9 << 30) // 4  # 2.25 GiB
+start = libc.sbrk(0)
+a = libc.malloc(n)
+assert a, "malloc failed"
+top = libc.sbrk(0)
+libc.free(a)
+print(top - start, top - libc.sbrk(0))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt: Linux only")
+def test_reuse_freed_memory_never_trims_the_heap():
+    def grown_and_returned(mode):
+        proc = subprocess.run(
+            [sys.executable, "-c", TRIM_SCRIPT, mode],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return [int(v) for v in proc.stdout.split()[-2:]]
+
+    n = (9 << 30) // 4
+    grown, returned = grown_and_returned("int_max")
+    # The block came from the heap (no mmap), and a 2 GiB threshold gives it back on free.
+    assert grown >= n and returned >= n - (64 << 20), (grown, returned)
+    grown, returned = grown_and_returned("reuse")
+    assert grown >= n and returned == 0, (grown, returned)
