@@ -100,15 +100,21 @@ def test_polyphase_equals_lax_conv_transpose_for_general_kernels_and_strides():
     kernels = [_normal(5 + k, (k, k, 2, 3)) for k, _ in cases]
 
     @jax.jit
-    def both(x, kernels):
+    def forms(x, kernels):
         return [
-            (conv_transpose_polyphase(x, w, s), jax.lax.conv_transpose(x, w, s, "SAME"))
+            (
+                jax.lax.conv_transpose(x, w, s, "SAME"),
+                conv_transpose_polyphase(x, w, s),
+                conv_transpose_same(x, w, s, impl="adjoint"),
+                conv_transpose_same(x, w, s),  # 'auto'
+            )
             for w, (_, s) in zip(kernels, cases, strict=True)
         ]
 
-    for (k, s), (y, y_ref) in zip(cases, both(x, kernels), strict=True):
-        assert y.shape == y_ref.shape == (1, 3 * s[0], 4 * s[1], 3)
-        np.testing.assert_allclose(y, y_ref, atol=1e-5, err_msg=f"k={k} s={s}")
+    for (k, s), (y_ref, *ys) in zip(cases, forms(x, kernels), strict=True):
+        assert y_ref.shape == (1, 3 * s[0], 4 * s[1], 3)
+        for y in ys:
+            np.testing.assert_allclose(y, y_ref, atol=1e-5, err_msg=f"k={k} s={s}")
 
 
 def test_conv_transpose_impls_agree_and_auto_avoids_dilated_conv_on_cpu():
@@ -131,8 +137,9 @@ def test_conv_transpose_impls_agree_and_auto_avoids_dilated_conv_on_cpu():
         return jax.grad(f)(kernel)
 
     np.testing.assert_allclose(gp("adjoint"), gp("dilated"), rtol=1e-4, atol=1e-4)
-    # On CPU, 'auto' lowers to stride-1 convolutions only (no lhs dilation), also in grad.
-    for impl, n_dilated in (("auto", 0), ("dilated", 2)):
+    np.testing.assert_allclose(gp("polyphase"), gp("dilated"), rtol=1e-4, atol=1e-4)
+    # The polyphase form lowers to stride-1 convolutions only (no lhs dilation), also in grad.
+    for impl, n_dilated in (("polyphase", 0), ("dilated", 2)):
         loss = lambda k, impl=impl: jnp.sum(conv_transpose_same(x, k, (2, 2), impl=impl) ** 2)
         hlo = jax.jit(jax.grad(loss)).lower(kernel).as_text()
         assert "convolution" in hlo and hlo.count("lhs_dilate = [2, 2]") == n_dilated
@@ -211,6 +218,27 @@ def _check_conv_against_flax(kernel_size, strides, padding, features):
     np.testing.assert_allclose(val, val_ref, rtol=1e-5)
     for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_ref), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(jnp.abs(b).max()))
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="routing of impl='auto' on CPU")
+def test_conv_transpose_auto_picks_polyphase_only_for_small_wide_layers_on_cpu():
+    # A DCGAN generator's first upsampling (4x4 input, >= 128 outputs): polyphase; a larger
+    # input, or fewer output channels: the adjoint of a strided convolution.
+    def forms(x_shape, k_shape, impl):
+        x, k = jnp.zeros(x_shape), jnp.zeros(k_shape)
+        loss = lambda x, k: jnp.sum(conv_transpose_same(x, k, (2, 2), impl=impl) ** 2)
+        return _convolution_forms(jax.jit(jax.grad(loss, (0, 1))).lower(x, k).as_text())
+
+    cases = [
+        ((2, 4, 4, 8), (4, 4, 8, 128), "polyphase"),
+        ((2, 16, 16, 8), (4, 4, 8, 128), "adjoint"),
+        ((2, 4, 4, 8), (4, 4, 8, 64), "adjoint"),
+    ]
+    for x_shape, k_shape, expected in cases:
+        auto = forms(x_shape, k_shape, "auto")
+        other = "adjoint" if expected == "polyphase" else "polyphase"
+        assert auto == forms(x_shape, k_shape, expected), (x_shape, k_shape)
+        assert auto != forms(x_shape, k_shape, other), (x_shape, k_shape)
 
 
 def _convolution_forms(hlo: str) -> set[str]:

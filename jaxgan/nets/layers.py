@@ -5,7 +5,10 @@ strides, padding='SAME')``: same parameter names ('kernel' of shape (kh, kw, in,
 'bias' of shape (out,)), same default initialisers, same outputs. ``lax.conv_transpose``
 convolves an lhs-dilated input (zeros between pixels), and XLA on CPU computes the *weight
 gradient* of such a convolution extremely slowly. On CPU this layer therefore computes the
-same function as an exact polyphase (sub-pixel) convolution; on other backends it calls
+same function in one of two exact forms: the adjoint of a strided convolution
+(:func:`conv_transpose_adjoint`, whose derivatives are that convolution and its weight
+gradient, see :func:`conv_strided`) or, for small inputs with many output channels, the
+polyphase (sub-pixel) convolution below; on other backends it calls
 ``lax.conv_transpose`` (cuDNN and the TPU handle dilated inputs natively).
 
 Derivation, per spatial axis. With ``pa`` the 'before' padding that ``lax.conv_transpose``
@@ -22,24 +25,27 @@ the transposed convolution, none on inserted zeros.
 
 Speed: forward + backward (``jax.jit(jax.value_and_grad(sum(y**2), argnums=(kernel, x)))``,
 after warm-up, median of 7) for the 16x16x128 -> 32x32x64, k=4, s=2 layer at batch 64,
-float32, on the project's 2-core CPU machine (jax 0.10.2). The machine was shared with
-other jobs (load average 2-6): flax's time ranged from 2.5 s to 5.8 s over runs, the
-polyphase one from 0.33 s to 0.53 s. One run at load ~2.5::
+float32, on the project's 2-core CPU machine (jax 0.10.2), 2026-11-23 at load ~0.7::
 
-    lax.conv_transpose (= flax.linen.ConvTranspose)       2483 ms
-    polyphase, one 3x3 conv to 4*64 channels + shuffle     485 ms
-    polyphase, four 2x2 convolutions, interleaved          333 ms   <- used here (7.5x)
-    reference: one 4.3 GFLOP matmul (16384x512 @ 512x256)   32 ms
+    lax.conv_transpose (= flax.linen.ConvTranspose)       1156 ms
+    polyphase, one 3x3 conv to 4*64 channels + shuffle     218 ms
+    polyphase, four 2x2 convolutions, interleaved          175 ms
+    adjoint of a strided convolution (auto on CPU)         103 ms   <- used here (11x)
+    reference: one 4.3 GFLOP matmul (16384x512 @ 512x256)   21 ms
 
-The fused variant (all phases as one convolution with ``s*s*out`` channels, sub-kernels
-zero-padded to a common 3x3 window, then :func:`pixel_shuffle`) does 9/4 of the
-multiply-adds and is slower. The layer costs 12.9 GFLOP forward + backward, so the chosen
-version runs at ~40 GFLOP/s, about 3x below XLA's CPU matmul rate. Per-phase im2col +
-matmul was up to 25% faster on this layer but slower on the others (2x slower on the final
-32x32x64 -> 64x64x3 layer); a ``custom_vjp`` with a matmul weight gradient was no faster
-than im2col; neither was kept. Across the four transposed convolutions of the 64x64 DCGAN
-generator (batch 64, median of 3) flax took 1501 + 1847 + 1731 + 90 ms and this layer
-135 + 163 + 321 + 125 ms (flax stays faster for the last, 3-channel layer).
+The layer costs 12.9 GFLOP forward + backward, so the adjoint form runs at ~125 GFLOP/s.
+Its input gradient is the strided convolution and its forward pass that convolution's
+input gradient, computed through the space-to-depth form for outputs from 16x16 up. The
+polyphase form stays faster for small inputs with many output channels (a DCGAN
+generator's first upsampling, 4x4x512 -> 8x8x256: 80 vs 91 ms); ``_adjoint_on_cpu`` holds
+the rule and its measurements. The fused polyphase variant (all phases as one convolution
+with ``s*s*out`` channels, sub-kernels zero-padded to a common 3x3 window, then
+:func:`pixel_shuffle`) does 9/4 of the multiply-adds and is slower. Earlier measurements
+(before the space-to-depth input gradient): per-phase im2col + matmul was up to 25% faster
+on this layer but slower on the others; a ``custom_vjp`` with a matmul weight gradient was
+no faster than im2col. A matrix product to all ``kh*kw*out`` taps followed by shifted sums
+(col2im) was about as fast forward as the adjoint form but 2-3x slower backward under
+JAX's own derivatives.
 Reproduce the first table with::
 
     python -m jaxgan.nets.layers
@@ -205,8 +211,9 @@ def conv_transpose_same(
       precision: passed to the convolution.
       impl: 'polyphase' (:func:`conv_transpose_polyphase`), 'dilated'
         (``lax.conv_transpose``), 'adjoint' (:func:`conv_transpose_adjoint`) or 'auto':
-        polyphase on CPU, dilated elsewhere, chosen when the computation is lowered for its
-        platform.
+        on CPU the adjoint form, or the polyphase one for inputs of at most 64 pixels with
+        at least 128 output channels (measured faster there, see ``_adjoint_on_cpu``);
+        dilated elsewhere; chosen when the computation is lowered for its platform.
 
     Returns:
       (B, H*sh, W*sw, out).
@@ -227,9 +234,32 @@ def conv_transpose_same(
         return polyphase(x, kernel)
     if impl == "dilated":
         return dilated(x, kernel)
+
+    def adjoint(x: Array, k: Array) -> Array:
+        return conv_transpose_adjoint(x, k, strides)
+
     if impl == "adjoint":
-        return conv_transpose_adjoint(x, kernel, strides)
-    return jax.lax.platform_dependent(x, kernel, cpu=polyphase, default=dilated)
+        return adjoint(x, kernel)
+    cpu = adjoint if _adjoint_on_cpu(x.shape, kernel.shape) else polyphase
+    return jax.lax.platform_dependent(x, kernel, cpu=cpu, default=dilated)
+
+
+# On CPU, 'auto' runs a transposed convolution as the adjoint of a strided convolution
+# (conv_transpose_adjoint), except for small inputs with many output channels, where the
+# polyphase form was faster. Batch 64, 4x4 kernels, stride 2, forward + input and weight
+# gradients, ms, polyphase vs adjoint: 4x4x512 -> 8x8x256: 80 vs 91; 8x8x256 -> 16x16x128:
+# 89 vs 97; 8x8x128 -> 16x16x64: 37 vs 21; 16x16x128 -> 32x32x64: 161 vs 84;
+# 32x32x64 -> 64x64x3: 51 vs 19. CycleGAN's 3x3 ones (batch 2): 32x32x256 -> 64x64x128:
+# 32 vs 26; 64x64x128 -> 128x128x64: 47 vs 25. Steps: DCGAN 64 1.14 -> 1.07 s, DCGAN 32
+# 196 -> 182 ms, WGAN-GP 868 -> 851 ms, CycleGAN 128 3.41 -> 3.34 s.
+_POLYPHASE_MAX_PIXELS = 64
+_POLYPHASE_MIN_FEATURES = 128
+
+
+def _adjoint_on_cpu(x_shape: Sequence[int], k_shape: Sequence[int]) -> bool:
+    """Whether 'auto' runs ``conv_transpose_adjoint`` (else polyphase) on CPU."""
+    small = x_shape[-3] * x_shape[-2] <= _POLYPHASE_MAX_PIXELS
+    return not (small and k_shape[3] >= _POLYPHASE_MIN_FEATURES)
 
 
 def conv_transpose_adjoint(x: Array, kernel: Array, strides: Sequence[int]) -> Array:
@@ -240,8 +270,8 @@ def conv_transpose_adjoint(x: Array, kernel: Array, strides: Sequence[int]) -> A
     Per axis (``k`` taps, stride ``s``, 'before' padding ``pa`` of the transposed
     convolution): ``y[s*q + t - (k-1-pa)] += x[q] * w[k-1-t]``, i.e. the input gradient of
     a stride-``s`` convolution of a ``s*H`` input with the flipped kernel (in/out swapped)
-    and padding ``(k-1-pa, k-s-(k-1-pa))``. Exact; on the 2-core CPU as fast as the
-    polyphase form within noise in the DCGAN and CycleGAN steps (``impl='adjoint'``).
+    and padding ``(k-1-pa, k-s-(k-1-pa))``. Exact. What ``impl='auto'`` runs on CPU for all
+    but small inputs with many output channels (see ``_adjoint_on_cpu``).
     """
     b, h, w, _ = x.shape
     kh, kw, _, out = kernel.shape
@@ -269,8 +299,8 @@ class ConvTranspose(nn.Module):
     initialisers (``lecun_normal``, zeros) and output ``(..., H*sh, W*sw, features)`` are
     those of ``flax.linen.ConvTranspose(features, kernel_size, strides, padding='SAME')``
     (``transpose_kernel=False``); parameters can be copied between the two. On CPU the
-    layer runs as a polyphase convolution (module docstring), 17x faster forward + backward
-    than flax for a typical DCGAN layer.
+    layer runs as the adjoint of a strided convolution or as a polyphase convolution
+    (module docstring), 11x faster forward + backward than flax for a typical DCGAN layer.
 
     Attributes:
       features: number of output channels.
@@ -283,7 +313,8 @@ class ConvTranspose(nn.Module):
       precision: passed to the convolution.
       kernel_init: kernel initialiser (default ``lecun_normal``, flax's default).
       bias_init: bias initialiser (default zeros).
-      impl: 'auto' (polyphase on CPU, ``lax.conv_transpose`` elsewhere), 'polyphase',
+      impl: 'auto' (on CPU adjoint or polyphase by shape, ``lax.conv_transpose``
+        elsewhere), 'polyphase',
         'dilated' or 'adjoint' (:func:`conv_transpose_adjoint`).
     """
 
@@ -745,6 +776,9 @@ def _benchmark(batch: int = 64, repeats: int = 7) -> dict[str, float]:
             x, k, 2
         ),
         "polyphase, four 2x2 convolutions, interleaved": lambda x, k: conv_transpose_polyphase(
+            x, k, (2, 2)
+        ),
+        "adjoint of a strided convolution (auto on CPU)": lambda x, k: conv_transpose_adjoint(
             x, k, (2, 2)
         ),
     }
