@@ -37,7 +37,7 @@ _M_ARENA_MAX = -8
 # -1 disables trimming: glibc's mallopt(3) documents it, and stores the int as a size_t.
 # The largest positive int (2 GiB) is not enough: a CycleGAN 256 step frees more than that at
 # the top of the heap, and trimming it cost 700 k page faults (2.8 GB) and 15.6 s instead of
-# 13.6 s per step.
+# 13.7 s per step.
 _TRIM_THRESHOLD = -1
 
 _applied = False
@@ -46,19 +46,18 @@ _applied = False
 def reuse_freed_memory() -> bool:
     """Make glibc's ``malloc`` keep freed memory for reuse rather than return it to the OS.
 
-        Large blocks then come from the heap instead of per-allocation ``mmap`` (``M_MMAP_MAX``
-        0), every thread allocates from that one heap (``M_ARENA_MAX`` 1; a thread's own arena
-        would still map large blocks) and freed memory is kept (``M_TRIM_THRESHOLD`` -1: the heap
-    is never trimmed), so
-        a train step that allocates the same buffers every iteration reuses pages that are
-        already mapped. The price: the process keeps its peak resident memory until it exits,
-        that peak can be higher (one heap fragments: a DCGAN 64 step's peak RSS 344 -> 678 MB
-        in the benchmark), and threads share one malloc arena. Affects the whole process,
-        PyTorch included if it is loaded. Call it before JAX starts computing (see the module
-        docstring).
+    Large blocks then come from the heap instead of per-allocation ``mmap`` (``M_MMAP_MAX``
+    0), every thread allocates from that one heap (``M_ARENA_MAX`` 1; a thread's own arena
+    would still map large blocks) and freed memory is kept (``M_TRIM_THRESHOLD`` -1: the
+    heap is never trimmed), so a train step that allocates the same buffers every iteration
+    reuses pages that are already mapped. The price: the process keeps its peak resident
+    memory until it exits, that peak can be higher (one heap fragments: a DCGAN 64 step's
+    peak RSS 344 -> 678 MB in one benchmark run; a CycleGAN 256 process holds 9.1 GB), and
+    threads share one malloc arena. Affects the whole process, PyTorch included if it is
+    loaded. Call it before JAX starts computing (see the module docstring).
 
-        Returns True when the settings are in effect (Linux with glibc), False where they do
-        not apply (other C libraries, other systems); calling it again is a no-op.
+    Returns True when the settings are in effect (Linux with glibc), False where they do
+    not apply (other C libraries, other systems); calling it again is a no-op.
     """
     global _applied
     if _applied:
