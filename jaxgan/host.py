@@ -18,8 +18,9 @@ Nothing here runs at import. :func:`jaxgan.train.loop.train_and_evaluate` (confi
 ``reuse_host_memory``, default on; ``--reuse_host_memory false`` turns it off) and the
 command-line tools (``python -m jaxgan.fid``, ``jaxgan.translate``, ``jaxgan.upscale``,
 ``jaxgan.sample``) call :func:`reuse_freed_memory_on_cpu` before JAX starts a backend (a
-CycleGAN 256x256 generator forward: 1.50 -> 0.72 s, 698 k -> 4 k page faults). The arena setting only reaches threads that have not allocated yet, so calling
-it after JAX has started computing leaves XLA's worker threads as they were.
+CycleGAN 256x256 generator forward: 1.50 -> 0.72 s, 698 k -> 4 k page faults). The arena
+setting only reaches threads that have not allocated yet, so calling it after JAX has
+started computing leaves XLA's worker threads as they were.
 """
 
 from __future__ import annotations
