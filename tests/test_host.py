@@ -46,16 +46,22 @@ print(faults[0])
 """
 
 
-def _faults(mode: str, where: str) -> int:
+def _run_script(script: str, *args: str) -> list[str]:
+    """The words ``script`` prints, run in a fresh interpreter (the settings are
+    process-wide and cannot be undone)."""
     proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT, mode, where],
+        [sys.executable, "-c", script, *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    return int(proc.stdout.split()[-1])
+    return proc.stdout.split()
+
+
+def _faults(mode: str, where: str) -> int:
+    return int(_run_script(SCRIPT, mode, where)[-1])
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt: Linux only")
@@ -109,15 +115,7 @@ print(top - start, top - libc.sbrk(0))
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt: Linux only")
 def test_reuse_freed_memory_never_trims_the_heap():
     def grown_and_returned(mode):
-        proc = subprocess.run(
-            [sys.executable, "-c", TRIM_SCRIPT, mode],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        return [int(v) for v in proc.stdout.split()[-2:]]
+        return [int(v) for v in _run_script(TRIM_SCRIPT, mode)[-2:]]
 
     n = (9 << 30) // 4
     grown, returned = grown_and_returned("int_max")
