@@ -1,0 +1,160 @@
+"""3x3 stride-1 convolutions by Winograd's minimal filtering, F(2x2, 3x3).
+
+A 'VALID' 3x3 convolution of an (n, h, w, c) input computes each 2x2 block of outputs from
+a 4x4 block of inputs. Winograd's algorithm does it with 16 products instead of 36
+(Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2015): per 1-D axis,
+with the input transform ``BT`` (4x4), the kernel transform ``G`` (4x3) and the output
+transform ``AT`` (2x4) below, the two outputs of a 3-tap correlation of four inputs ``d``
+with taps ``g`` are ``AT @ ((G @ g) * (BT @ d))``; in 2-D the transforms act on both axes.
+Across channels the 16 elementwise products become 16 independent matrix products,
+``(tiles, c) @ (c, features)``, one per position in the 4x4 transformed block. So the
+convolution is
+
+1. the input transform: overlapping 4x4 blocks at stride 2, taken with strided slices and
+   combined with the +-1 coefficients of ``BT`` (additions only), giving ``V`` of shape
+   (16, n * tiles, c);
+2. the kernel transform ``G g G^T``: (3, 3, c, features) -> (16, c, features);
+3. one batched matrix product, 4/9 of the multiply-adds of the direct convolution;
+4. the output transform (additions only) and interleaving the 2x2 blocks.
+
+Every step is an ordinary JAX operation, so JAX derives gradients of every order; the
+input gradient and weight gradient it derives are themselves a batched matrix product
+between transforms, with the same 4/9 saving. The forms were chosen for run time and for
+XLA's compile time, which grows with the number of fused kernels (each Winograd
+convolution adds its own to a train step): the input transform as sums of strided slices
+(as one matrix product with ``kron(BT, BT)`` over 16 gathered slices it ran 2-4x slower),
+the kernel and output transforms as one matrix product each (as sums of slices, the
+forward and backward of one 256 -> 256 layer compiled in 0.64 s into 24 fused kernels,
+now 0.24-0.32 s and 11 kernels, at the same speed). Written as a three-operand
+``jnp.einsum``, the kernel transform of a 3x3x256x256 kernel took 10 ms on CPU.
+
+Accuracy: the coefficients are 0, +-1 and +-1/2, so rounding stays at the level of the
+direct convolution in float32 (largest gradient difference from ``lax.conv_general_dilated``
+~1e-6 relative in the measurements below). The larger F(4x4, 3x3) tile saves more
+multiply-adds but its coefficients (up to 8 and 1/24) raised the difference to ~1e-5;
+it is not used.
+
+Speed (forward + input and weight gradients of ``sum(y**2)``, jit, median of 7, float32,
+2-core CPU, jax 0.10.2, 2026-11-23, transforms all as sums of slices; the matrix-product
+kernel and output transforms measured the same) against the convolution ``Conv`` ran
+before::
+
+    shape (batch, output HxW, c -> features)      before    Winograd
+    CycleGAN residual, 1, 32x32, 256 -> 256        22 ms     11.5 ms
+    CycleGAN residual, 1, 64x64, 256 -> 256        88 ms     46 ms
+    ESRGAN trunk, 4, 32x32, 64 -> 64               9.6 ms    6.6 ms
+    VGG19 conv2, 4, 64x64, 128 -> 128              83 ms     60 ms
+    VGG19 conv4, 4, 16x16, 512 -> 512              81 ms     45 ms
+    ESRGAN critic, 4, 64x64, 64 -> 128             52 ms     40 ms
+    ESRGAN dense block, 4, 32x32, 192 -> 32        15 ms     8.5 ms  (not used, below)
+    VGG19 conv1_2, 4, 128x128, 64 -> 64            86 ms     99 ms   (not used)
+    ESRGAN first, 4, 128x128, 3 -> 64              15 ms     40 ms   (not used)
+
+The transforms move about four times the input through memory, so few channels over a
+large image favour XLA's own convolution; :func:`use_winograd` holds the rule. Whole train
+steps (``benchmarks/run.py`` configs, one fresh process per variant): CycleGAN 128x128
+3.36 -> 2.12 s; ESRGAN 2.66 -> 2.16 s. Layers with fewer than 64 channels stay XLA's: in
+the ESRGAN step, also taking its 32-output dense-block layers gave no further speed and
+3 s more compile time.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Array = jax.Array
+
+# Per-axis transforms of F(2, 3) (Lavin & Gray 2015, section 4.1).
+BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float64)
+G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float64)
+AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float64)
+_M, _A = 2, 4  # outputs per tile and tile size, per axis
+
+# The rule (see the table above): both channel counts at least _MIN_CHANNELS, and, when
+# neither exceeds _FEW_CHANNELS, at most _MAX_PIXELS output pixels (batch * H * W).
+# ESRGAN step (python -m benchmarks.run's config) with 32 as the minimum: 2.18 s, compile
+# 21 s; with 64 (its dense layers' 32-output convolutions stay XLA's): 2.16 s, 17.9 s;
+# without Winograd: 2.66 s, 13.4 s.
+_MIN_CHANNELS = 64
+_FEW_CHANNELS = 64
+_MAX_PIXELS = 32768
+
+
+def use_winograd(x_shape: Sequence[int], k_shape: Sequence[int]) -> bool:
+    """Whether ``Conv`` on CPU computes a stride-1 convolution of an (n, h, w, c) input
+    (already padded) with an (kh, kw, c, features) kernel by :func:`conv3x3_winograd`."""
+    kh, kw, c, f = k_shape
+    if (kh, kw) != (3, 3) or min(c, f) < _MIN_CHANNELS:
+        return False
+    n, h, w = x_shape[:3]
+    return max(c, f) > _FEW_CHANNELS or n * (h - 2) * (w - 2) <= _MAX_PIXELS
+
+
+def _combine(mat: np.ndarray, xs: Sequence[Array]) -> list[Array]:
+    """``[sum_j mat[i, j] * xs[j] for i]`` with zero terms skipped and +-1 as add/subtract."""
+    out = []
+    for row in mat:
+        acc = None
+        for coef, x in zip(row, xs, strict=True):
+            if coef == 0:
+                continue
+            term = x if coef == 1 else -x if coef == -1 else x * float(coef)
+            acc = term if acc is None else acc + term
+        out.append(acc)
+    return out
+
+
+def transform_kernel(kernel: Array) -> Array:
+    """``G g G^T`` for each (in, out) pair: (3, 3, c, f) -> (16, c, f), as one matrix
+    product with ``kron(G, G)`` (16 x 9)."""
+    c, f = kernel.shape[2:]
+    gg = jnp.asarray(np.kron(G, G), kernel.dtype)
+    return (gg @ kernel.reshape(9, c * f)).reshape(_A * _A, c, f)
+
+
+def _transform_input(x: Array, th: int, tw: int) -> Array:
+    """``BT d B`` for the th x tw overlapping 4x4 blocks of x: -> (16, n * th * tw, c)."""
+    rows = jnp.stack(_combine(BT, [x[:, i : i + _M * th : _M] for i in range(_A)]))
+    cols = _combine(BT, [rows[:, :, :, j : j + _M * tw : _M] for j in range(_A)])
+    return jnp.stack(cols, axis=1).reshape(_A * _A, -1, x.shape[-1])
+
+
+def _transform_output(m: Array, n: int, th: int, tw: int) -> Array:
+    """``AT M A`` for each block, as one matrix product with ``kron(AT, AT)`` (4 x 16), and
+    the 2x2 blocks interleaved: (16, n * th * tw, f) -> (n, 2 th, 2 tw, f)."""
+    f = m.shape[-1]
+    aa = jnp.asarray(np.kron(AT, AT), m.dtype)
+    y = (aa @ m.reshape(_A * _A, -1)).reshape(_M, _M, n, th, tw, f)
+    return y.transpose(2, 3, 0, 4, 1, 5).reshape(n, _M * th, _M * tw, f)
+
+
+@functools.partial(jax.jit, static_argnames="precision")
+def conv3x3_winograd(x: Array, kernel: Array, precision: Any = None) -> Array:
+    """'VALID' stride-1 convolution of x (n, h, w, c) with a (3, 3, c, f) kernel (HWIO,
+    cross-correlation like ``lax.conv_general_dilated``) -> (n, h - 2, w - 2, f).
+
+    Jitted so that JAX traces and differentiates it once per shape, not once per layer:
+    tracing a CycleGAN generator's gradient (18 such convolutions) took 2.8 s without,
+    0.5 s with (as long as with XLA's convolution). Inside another jit it is inlined.
+    """
+    if x.ndim != 4 or kernel.shape[:2] != (3, 3) or kernel.shape[2] != x.shape[3]:
+        raise ValueError(
+            f"conv3x3_winograd expects (n, h, w, c) and (3, 3, c, f), got {x.shape} and "
+            f"{kernel.shape}"
+        )
+    n, h, w, _ = x.shape
+    ho, wo = h - 2, w - 2
+    if ho < 1 or wo < 1:
+        raise ValueError(f"conv3x3_winograd needs an input of at least 3x3, got {x.shape}")
+    th, tw = -(-ho // _M), -(-wo // _M)
+    # An odd output size gets one more row/column of zeros, cropped at the end.
+    x = jnp.pad(x, ((0, 0), (0, _M * th + 2 - h), (0, _M * tw + 2 - w), (0, 0)))
+    v = _transform_input(x, th, tw)
+    m = jnp.einsum("tpc,tcf->tpf", v, transform_kernel(kernel), precision=precision)
+    return _transform_output(m, n, th, tw)[:, :ho, :wo]

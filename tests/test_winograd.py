@@ -1,0 +1,129 @@
+"""Tests for jaxgan.nets.winograd and the Conv layers that use it on CPU (tiny, CPU)."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxgan.nets import winograd
+from jaxgan.nets.layers import Conv
+
+
+def _normal(seed: int, shape: tuple[int, ...]) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+def _lax_conv(x, k):
+    return jax.lax.conv_general_dilated(
+        x, k, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+
+
+def _numpy_conv64(x: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """The 'VALID' cross-correlation in float64, from its definition."""
+    x, k = x.astype(np.float64), k.astype(np.float64)
+    n, h, w, _ = x.shape
+    y = np.zeros((n, h - 2, w - 2, k.shape[3]))
+    for i in range(3):
+        for j in range(3):
+            y += np.einsum("nhwc,cf->nhwf", x[:, i : i + h - 2, j : j + w - 2], k[i, j])
+    return y
+
+
+def test_transforms_give_the_minimal_filtering_identity():
+    # Per axis, AT ((G g) * (BT d)) is the 2-output, 3-tap correlation of 4 inputs.
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        d, g = rng.standard_normal(4), rng.standard_normal(3)
+        expected = [d[0:3] @ g, d[1:4] @ g]
+        np.testing.assert_allclose(winograd.AT @ ((winograd.G @ g) * (winograd.BT @ d)), expected)
+    # The kernel transform is G g G^T per channel pair.
+    k = _normal(1, (3, 3, 2, 5))
+    u = np.asarray(winograd.transform_kernel(jnp.asarray(k))).reshape(4, 4, 2, 5)
+    np.testing.assert_allclose(
+        u, np.einsum("ai,ijxy,bj->abxy", winograd.G, k, winograd.G), rtol=1e-6, atol=1e-6
+    )
+
+
+@pytest.mark.parametrize(
+    "shape, features",
+    [((2, 10, 12, 5), 7), ((1, 9, 6, 3), 4), ((3, 3, 3, 2), 2), ((1, 4, 7, 1), 1)],
+)
+def test_conv3x3_winograd_equals_the_convolution_with_its_derivatives(shape, features):
+    """Even and odd output sizes (odd ones are padded to whole tiles and cropped), a 1x1
+    output; values, both first derivatives and a gradient penalty's second derivatives."""
+    x, k = jnp.asarray(_normal(2, shape)), jnp.asarray(_normal(3, (3, 3, shape[3], features)))
+    np.testing.assert_allclose(winograd.conv3x3_winograd(x, k), _lax_conv(x, k), atol=2e-5)
+
+    def penalised(conv):
+        def f(x, k):
+            gx = jax.grad(lambda x: jnp.sum(jnp.tanh(conv(x, k))))(x)
+            return jnp.sum(jnp.sin(conv(x, k))) + jnp.sum(gx**2)
+
+        return jax.jit(jax.value_and_grad(f, argnums=(0, 1)))(x, k)
+
+    (val, grads), (val_ref, grads_ref) = penalised(winograd.conv3x3_winograd), penalised(_lax_conv)
+    np.testing.assert_allclose(val, val_ref, rtol=1e-5)
+    for a, b in zip(grads, grads_ref, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(jnp.abs(b).max()))
+
+
+def test_conv3x3_winograd_is_as_accurate_as_the_direct_convolution():
+    """Against a float64 reference, F(2x2, 3x3) in float32 stays within a small factor of
+    the error of XLA's float32 convolution (a larger tile would not: see the module)."""
+    x, k = _normal(4, (2, 16, 16, 128)), _normal(5, (3, 3, 128, 64)) / 30
+    exact = _numpy_conv64(x, k)
+    err = lambda y: float(np.max(np.abs(np.asarray(y, np.float64) - exact)) / np.abs(exact).max())
+    direct = err(_lax_conv(jnp.asarray(x), jnp.asarray(k)))
+    ours = err(winograd.conv3x3_winograd(jnp.asarray(x), jnp.asarray(k)))
+    assert direct < 1e-5 and ours < 4 * direct, (ours, direct)
+
+
+def test_conv3x3_winograd_rejects_bad_shapes():
+    with pytest.raises(ValueError, match="3, 3, c, f"):
+        winograd.conv3x3_winograd(jnp.zeros((1, 8, 8, 4)), jnp.zeros((5, 5, 4, 2)))
+    with pytest.raises(ValueError, match="3, 3, c, f"):
+        winograd.conv3x3_winograd(jnp.zeros((1, 8, 8, 4)), jnp.zeros((3, 3, 3, 2)))
+    with pytest.raises(ValueError, match="at least 3x3"):
+        winograd.conv3x3_winograd(jnp.zeros((1, 2, 8, 4)), jnp.zeros((3, 3, 4, 2)))
+
+
+def test_use_winograd_rule():
+    rule = winograd.use_winograd
+    assert rule((1, 34, 34, 256), (3, 3, 256, 256))  # CycleGAN residual block
+    assert rule((4, 34, 34, 192), (3, 3, 192, 64))  # ESRGAN dense block, last layer
+    assert not rule((4, 34, 34, 192), (3, 3, 192, 32))  # the other dense-block layers
+    assert rule((4, 66, 66, 64), (3, 3, 64, 64))  # 64 channels, 16384 output pixels
+    assert not rule((4, 130, 130, 64), (3, 3, 64, 64))  # 64 channels, 65536 pixels
+    assert rule((4, 130, 130, 64), (3, 3, 64, 128))  # more than 64 channels: any size
+    assert not rule((4, 130, 130, 3), (3, 3, 3, 64))  # an RGB input layer
+    assert not rule((4, 34, 34, 64), (5, 5, 64, 64))  # not 3x3
+
+
+def _conv_ops(module, variables, x) -> tuple[int, int]:
+    """(convolutions, batched matrix products) in the gradient of ``module``'s output."""
+    loss = lambda v, x: jnp.sum(jnp.sin(module.apply(v, x)))
+    hlo = jax.jit(jax.grad(loss, argnums=(0, 1))).lower(variables, x).as_text()
+    return hlo.count("stablehlo.convolution"), hlo.count("batching_dims = [0] x [0]")
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="routing of impl='auto' on CPU")
+@pytest.mark.parametrize("padding", [1, "VALID", "SAME"])
+def test_conv_routes_wide_3x3_layers_through_winograd_and_equals_flax(padding):
+    x = jnp.asarray(_normal(6, (2, 7, 8, 64)))
+    ours, ref = Conv(64, (3, 3), padding=padding), nn.Conv(64, (3, 3), padding=padding)
+    variables = ref.init(jax.random.PRNGKey(0), x)
+    # Forward, input gradient and weight gradient: batched matrix products, no convolution.
+    n_conv, n_batched = _conv_ops(ours, variables, x)
+    assert n_conv == 0 and n_batched == 3
+    assert _conv_ops(ref, variables, x)[0] == 3
+    np.testing.assert_allclose(ours.apply(variables, x), ref.apply(variables, x), atol=2e-5)
+    grad = lambda m: jax.grad(lambda v: jnp.sum(jnp.sin(m.apply(v, x))))(variables)
+    for a, b in zip(jax.tree.leaves(grad(ours)), jax.tree.leaves(grad(ref)), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(jnp.abs(b).max()))
+    # Below the channel threshold the layer stays a convolution.
+    narrow = Conv(32, (3, 3), padding=padding)
+    assert _conv_ops(narrow, narrow.init(jax.random.PRNGKey(0), x), x)[0] > 0
