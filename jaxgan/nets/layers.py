@@ -821,4 +821,7 @@ def _benchmark(batch: int = 64, repeats: int = 7) -> dict[str, float]:
 
 
 if __name__ == "__main__":
+    from jaxgan.host import reuse_freed_memory_on_cpu
+
+    reuse_freed_memory_on_cpu()  # as the training loop does: no page faults per call
     _benchmark()

@@ -15,7 +15,7 @@ convolution is
    (16, n * tiles, c);
 2. the kernel transform ``G g G^T``: (3, 3, c, features) -> (16, c, features);
 3. one batched matrix product, 4/9 of the multiply-adds of the direct convolution;
-4. the output transform (additions only) and interleaving the 2x2 blocks.
+4. the output transform ``AT M A`` (one matrix product) and interleaving the 2x2 blocks.
 
 Every step is an ordinary JAX operation, so JAX derives gradients of every order; the
 input gradient and weight gradient it derives are themselves a batched matrix product
@@ -34,21 +34,22 @@ direct convolution in float32 (largest gradient difference from ``lax.conv_gener
 multiply-adds but its coefficients (up to 8 and 1/24) raised the difference to ~1e-5;
 it is not used.
 
-Speed (forward + input and weight gradients of ``sum(y**2)``, jit, median of 7, float32,
-2-core CPU, jax 0.10.2, 2026-11-23, transforms all as sums of slices; the matrix-product
-kernel and output transforms measured the same) against the convolution ``Conv`` ran
-before::
+Speed: ``python -m jaxgan.nets.winograd`` (forward + input and weight gradients of
+``sum(y**2)``, jit, median of 7, float32; 2-core CPU, jax 0.10.2, 2026-11-23 22:30 UTC)
+against XLA's convolution as ``Conv`` ran it before (zero padding as its attribute)::
 
-    shape (batch, output HxW, c -> features)      before    Winograd
-    CycleGAN residual, 1, 32x32, 256 -> 256        22 ms     11.5 ms
-    CycleGAN residual, 1, 64x64, 256 -> 256        88 ms     46 ms
-    ESRGAN trunk, 4, 32x32, 64 -> 64               9.6 ms    6.6 ms
-    VGG19 conv2, 4, 64x64, 128 -> 128              83 ms     60 ms
-    VGG19 conv4, 4, 16x16, 512 -> 512              81 ms     45 ms
-    ESRGAN critic, 4, 64x64, 64 -> 128             52 ms     40 ms
-    ESRGAN dense block, 4, 32x32, 192 -> 32        15 ms     8.5 ms  (not used, below)
-    VGG19 conv1_2, 4, 128x128, 64 -> 64            86 ms     99 ms   (not used)
-    ESRGAN first, 4, 128x128, 3 -> 64              15 ms     40 ms   (not used)
+    shape (batch, output HxW, c -> features)      XLA       Winograd
+    CycleGAN residual, 1, 32x32, 256 -> 256        21.8 ms   12.8 ms
+    CycleGAN residual, 1, 64x64, 256 -> 256        86.5 ms   45.8 ms
+    ESRGAN trunk, 4, 32x32, 64 -> 64               9.6 ms    5.1 ms
+    VGG19 conv2, 4, 64x64, 128 -> 128              81.5 ms   55.3 ms
+    VGG19 conv4, 4, 16x16, 512 -> 512              78.0 ms   41.5 ms
+    ESRGAN critic, 4, 64x64, 64 -> 128             53.1 ms   29.9 ms
+    VGG19 conv1_2, 4, 128x128, 64 -> 64            87.4 ms   83.3 ms  (not used)
+
+Earlier measurements (transforms as sums of slices): ESRGAN dense block, 4, 32x32,
+192 -> 32: 15 -> 8.5 ms (not used, below); VGG19 conv1_2 86 -> 99 ms; ESRGAN's first
+layer, 4, 128x128, 3 -> 64: 15 -> 40 ms.
 
 The transforms move about four times the input through memory, so few channels over a
 large image favour XLA's own convolution; :func:`use_winograd` holds the rule. Whole train
@@ -61,6 +62,7 @@ the ESRGAN step, also taking its 32-output dense-block layers gave no further sp
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -158,3 +160,62 @@ def conv3x3_winograd(x: Array, kernel: Array, precision: Any = None) -> Array:
     v = _transform_input(x, th, tw)
     m = jnp.einsum("tpc,tcf->tpf", v, transform_kernel(kernel), precision=precision)
     return _transform_output(m, n, th, tw)[:, :ho, :wo]
+
+
+_NHWC = ("NHWC", "HWIO", "NHWC")
+# (batch, output H, W, in, out, padded with zeros): the table in the module docstring.
+_BENCH_SHAPES = {
+    "CycleGAN residual": (1, 32, 32, 256, 256, False),
+    "CycleGAN residual 256": (1, 64, 64, 256, 256, False),
+    "ESRGAN trunk": (4, 32, 32, 64, 64, True),
+    "VGG19 conv2": (4, 64, 64, 128, 128, True),
+    "VGG19 conv4": (4, 16, 16, 512, 512, True),
+    "ESRGAN critic": (4, 64, 64, 64, 128, True),
+    "VGG19 conv1_2": (4, 128, 128, 64, 64, True),
+}
+
+
+def _benchmark(repeats: int = 7) -> dict[str, tuple[float, float]]:
+    """Median seconds of jit(value_and_grad of sum(y**2) wrt input and kernel) for XLA's
+    convolution (padding as its attribute when zero-padded, as ``Conv`` runs them) and
+    :func:`conv3x3_winograd` of the padded input."""
+    rng = np.random.default_rng(0)
+    results = {}
+    for name, (n, h, w, c, f, zero_padded) in _BENCH_SHAPES.items():
+        x = jnp.asarray(rng.normal(size=(n, h + 2, w + 2, c)), jnp.float32)
+        k = jnp.asarray(rng.normal(size=(3, 3, c, f)) / np.sqrt(9 * c), jnp.float32)
+        if zero_padded:  # the same function as a convolution of the zero-padded input
+            x = jnp.pad(x[:, 1:-1, 1:-1], ((0, 0), (1, 1), (1, 1), (0, 0)))
+            xla = lambda x, k: jax.lax.conv_general_dilated(
+                x[:, 1:-1, 1:-1], k, (1, 1), "SAME", dimension_numbers=_NHWC
+            )
+        else:
+            xla = lambda x, k: jax.lax.conv_general_dilated(
+                x, k, (1, 1), "VALID", dimension_numbers=_NHWC
+            )
+        times = []
+        for conv in (xla, conv3x3_winograd):
+            loss = lambda x, k, conv=conv: jnp.sum(conv(x, k) ** 2)
+            step = jax.jit(jax.value_and_grad(loss, (0, 1)))
+            jax.block_until_ready(step(x, k))
+            ts = []
+            for _ in range(repeats):
+                t = time.perf_counter()
+                jax.block_until_ready(step(x, k))
+                ts.append(time.perf_counter() - t)
+            times.append(float(np.median(ts)))
+        results[name] = (times[0], times[1])
+        shape = f"{n}, {h}x{w}, {c} -> {f}"
+        print(
+            f"{name:22s} {shape:22s} XLA {1e3 * times[0]:7.1f} ms  Winograd "
+            f"{1e3 * times[1]:7.1f} ms  used: {use_winograd(x.shape, k.shape)}",
+            flush=True,
+        )
+    return results
+
+
+if __name__ == "__main__":
+    from jaxgan.host import reuse_freed_memory_on_cpu
+
+    reuse_freed_memory_on_cpu()  # as the training loop does: no page faults per call
+    _benchmark()
