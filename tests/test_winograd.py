@@ -127,3 +127,38 @@ def test_conv_routes_wide_3x3_layers_through_winograd_and_equals_flax(padding):
     # Below the channel threshold the layer stays a convolution.
     narrow = Conv(32, (3, 3), padding=padding)
     assert _conv_ops(narrow, narrow.init(jax.random.PRNGKey(0), x), x)[0] > 0
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="routing of impl='auto' on CPU")
+def test_cyclegan_generator_with_winograd_residual_blocks_equals_it_without(monkeypatch):
+    """A CycleGAN generator whose residual blocks reach 64 channels (features 16, two
+    downsamplings) takes them through Winograd on CPU; its output and parameter gradients
+    equal those of the same network with the rule switched off."""
+    from jaxgan.nets.cyclegan import ResnetGenerator
+
+    gen = ResnetGenerator(channels=3, features=16, n_blocks=1)
+    x = jnp.asarray(_normal(7, (1, 16, 16, 3)))
+    variables = gen.init(jax.random.PRNGKey(0), x)
+    calls = []
+    original = winograd.conv3x3_winograd
+
+    def recorded(*args, **kwargs):
+        calls.append(args[0].shape)
+        return original(*args, **kwargs)
+
+    def run():
+        loss = lambda v: jnp.sum(jnp.sin(3 * gen.apply(v, x)))
+        return jax.jit(jax.value_and_grad(loss))(variables)
+
+    monkeypatch.setattr(winograd, "conv3x3_winograd", recorded)
+    with_winograd = run()
+    assert calls == [(1, 6, 6, 64), (1, 6, 6, 64)]  # the block's two reflection-padded convs
+    monkeypatch.setattr(winograd, "use_winograd", lambda *shapes: False)
+    without = run()
+    assert len(calls) == 2
+    np.testing.assert_allclose(with_winograd[0], without[0], rtol=1e-5)
+    # Biases ahead of instance normalisation get gradients of rounding size only: compare
+    # every leaf against the scale of the largest gradient.
+    scale = max(float(jnp.abs(b).max()) for b in jax.tree.leaves(without[1]))
+    for a, b in zip(jax.tree.leaves(with_winograd[1]), jax.tree.leaves(without[1]), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5 * scale)
