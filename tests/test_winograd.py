@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from jaxgan.nets import winograd
-from jaxgan.nets.layers import Conv
+from jaxgan.nets.layers import Conv, conv_transpose_same
 
 
 def _normal(seed: int, shape: tuple[int, ...]) -> np.ndarray:
@@ -34,12 +34,14 @@ def _numpy_conv64(x: np.ndarray, k: np.ndarray) -> np.ndarray:
 
 
 def test_transforms_give_the_minimal_filtering_identity():
-    # Per axis, AT ((G g) * (BT d)) is the 2-output, 3-tap correlation of 4 inputs.
+    # Per axis, AT ((G g) * (BT d)) is the 2-output, 3-tap correlation of 4 inputs, and
+    # with the F(2, 2) matrices the 2-output, 2-tap correlation of 3 inputs.
     rng = np.random.default_rng(0)
-    for _ in range(5):
-        d, g = rng.standard_normal(4), rng.standard_normal(3)
-        expected = [d[0:3] @ g, d[1:4] @ g]
-        np.testing.assert_allclose(winograd.AT @ ((winograd.G @ g) * (winograd.BT @ d)), expected)
+    for (bt, g_, at), taps in ((winograd._TRANSFORMS[3], 3), (winograd._TRANSFORMS[2], 2)):
+        for _ in range(5):
+            d, g = rng.standard_normal(taps + 1), rng.standard_normal(taps)
+            expected = [d[0:taps] @ g, d[1 : taps + 1] @ g]
+            np.testing.assert_allclose(at @ ((g_ @ g) * (bt @ d)), expected)
     # The kernel transform is G g G^T per channel pair.
     k = _normal(1, (3, 3, 2, 5))
     u = np.asarray(winograd.transform_kernel(jnp.asarray(k))).reshape(4, 4, 2, 5)
@@ -49,14 +51,22 @@ def test_transforms_give_the_minimal_filtering_identity():
 
 
 @pytest.mark.parametrize(
-    "shape, features",
-    [((2, 10, 12, 5), 7), ((1, 9, 6, 3), 4), ((3, 3, 3, 2), 2), ((1, 4, 7, 1), 1)],
+    "shape, features, r",
+    [
+        ((2, 10, 12, 5), 7, 3),
+        ((1, 9, 6, 3), 4, 3),
+        ((3, 3, 3, 2), 2, 3),
+        ((1, 4, 7, 1), 1, 3),
+        ((2, 9, 8, 6), 5, 2),
+        ((1, 2, 3, 2), 3, 2),
+    ],
 )
-def test_conv3x3_winograd_equals_the_convolution_with_its_derivatives(shape, features):
-    """Even and odd output sizes (odd ones are padded to whole tiles and cropped), a 1x1
-    output; values, both first derivatives and a gradient penalty's second derivatives."""
-    x, k = jnp.asarray(_normal(2, shape)), jnp.asarray(_normal(3, (3, 3, shape[3], features)))
-    np.testing.assert_allclose(winograd.conv3x3_winograd(x, k), _lax_conv(x, k), atol=2e-5)
+def test_conv_winograd_equals_the_convolution_with_its_derivatives(shape, features, r):
+    """3x3 and 2x2 kernels; even and odd output sizes (odd ones are padded to whole tiles
+    and cropped), a 1-pixel output; values, both first derivatives and a gradient
+    penalty's second derivatives."""
+    x, k = jnp.asarray(_normal(2, shape)), jnp.asarray(_normal(3, (r, r, shape[3], features)))
+    np.testing.assert_allclose(winograd.conv_winograd(x, k), _lax_conv(x, k), atol=2e-5)
 
     def penalised(conv):
         def f(x, k):
@@ -65,30 +75,94 @@ def test_conv3x3_winograd_equals_the_convolution_with_its_derivatives(shape, fea
 
         return jax.jit(jax.value_and_grad(f, argnums=(0, 1)))(x, k)
 
-    (val, grads), (val_ref, grads_ref) = penalised(winograd.conv3x3_winograd), penalised(_lax_conv)
+    (val, grads), (val_ref, grads_ref) = penalised(winograd.conv_winograd), penalised(_lax_conv)
     np.testing.assert_allclose(val, val_ref, rtol=1e-5)
     for a, b in zip(grads, grads_ref, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(jnp.abs(b).max()))
 
 
-def test_conv3x3_winograd_is_as_accurate_as_the_direct_convolution():
+def test_conv_winograd_is_as_accurate_as_the_direct_convolution():
     """Against a float64 reference, F(2x2, 3x3) in float32 stays within a small factor of
     the error of XLA's float32 convolution (a larger tile would not: see the module)."""
     x, k = _normal(4, (2, 16, 16, 128)), _normal(5, (3, 3, 128, 64)) / 30
     exact = _numpy_conv64(x, k)
     err = lambda y: float(np.max(np.abs(np.asarray(y, np.float64) - exact)) / np.abs(exact).max())
     direct = err(_lax_conv(jnp.asarray(x), jnp.asarray(k)))
-    ours = err(winograd.conv3x3_winograd(jnp.asarray(x), jnp.asarray(k)))
+    ours = err(winograd.conv_winograd(jnp.asarray(x), jnp.asarray(k)))
     assert direct < 1e-5 and ours < 4 * direct, (ours, direct)
 
 
-def test_conv3x3_winograd_rejects_bad_shapes():
-    with pytest.raises(ValueError, match="3, 3, c, f"):
-        winograd.conv3x3_winograd(jnp.zeros((1, 8, 8, 4)), jnp.zeros((5, 5, 4, 2)))
-    with pytest.raises(ValueError, match="3, 3, c, f"):
-        winograd.conv3x3_winograd(jnp.zeros((1, 8, 8, 4)), jnp.zeros((3, 3, 3, 2)))
+def test_use_winograd_strided_rule():
+    rule = winograd.use_winograd_strided
+    assert rule((4, 4, 64, 128), (2, 2))  # DCGAN critic layer
+    assert not rule((4, 4, 3, 64), (2, 2))  # its RGB input layer
+    assert not rule((4, 4, 64, 32), (2, 2))  # few outputs
+    assert not rule((3, 3, 64, 128), (2, 2))  # CycleGAN's 3x3 stride-2 layers
+    assert rule((6, 4, 64, 64), (3, 2))  # any kernel twice the stride
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="routing of impl='auto' on CPU")
+def test_strided_conv_routes_through_winograd_and_equals_flax_with_penalty():
+    """A 4x4 stride-2 Conv with 64 channels runs as Winograd F(2x2, 2x2) of its
+    space-to-depth form (no convolution left, derivatives included); it equals flax's
+    ``nn.Conv`` in values, gradients and a WGAN-GP-like penalty's second derivatives."""
+    x = jnp.asarray(_normal(8, (2, 9, 8, 64)))
+    ours = Conv(64, (4, 4), (2, 2), padding=((1, 1), (1, 1)))
+    ref = nn.Conv(64, (4, 4), (2, 2), padding=((1, 1), (1, 1)))
+    variables = ref.init(jax.random.PRNGKey(0), x)
+    assert _conv_ops(ours, variables, x)[0] == 0
+    assert _conv_ops(ref, variables, x)[0] == 3
+
+    def penalised(module):
+        def f(v, x):
+            gx = jax.grad(lambda x: jnp.sum(jnp.tanh(module.apply(v, x))))(x)
+            return jnp.sum(jnp.sin(module.apply(v, x))) + jnp.sum(gx**2)
+
+        return jax.jit(jax.value_and_grad(f, argnums=(0, 1)))(variables, x)
+
+    (val, grads), (val_ref, grads_ref) = penalised(ours), penalised(ref)
+    np.testing.assert_allclose(ours.apply(variables, x), ref.apply(variables, x), atol=2e-5)
+    np.testing.assert_allclose(val, val_ref, rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_ref), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(jnp.abs(b).max()))
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="routing of impl='auto' on CPU")
+@pytest.mark.parametrize("hw", [(4, 4), (5, 6)])
+def test_conv_transpose_routes_through_winograd_and_equals_lax(hw):
+    """A 4x4 stride-2 ConvTranspose with 64 channels runs as the adjoint of the Winograd
+    strided convolution: no convolution in it or its derivatives, the values and first and
+    second derivatives of ``lax.conv_transpose``."""
+    x = jnp.asarray(_normal(9, (2, *hw, 64)))
+    k = jnp.asarray(_normal(10, (4, 4, 64, 64)) / 30)
+    ours = lambda x, k: conv_transpose_same(x, k, (2, 2))
+    ref = lambda x, k: jax.lax.conv_transpose(
+        x, k, (2, 2), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+
+    def penalised(conv):
+        def f(x, k):
+            gx = jax.grad(lambda x: jnp.sum(jnp.tanh(conv(x, k))))(x)
+            return jnp.sum(jnp.sin(conv(x, k))) + jnp.sum(gx**2)
+
+        return jax.jit(jax.value_and_grad(f, argnums=(0, 1)))
+
+    hlo = penalised(ours).lower(x, k).as_text()
+    assert "stablehlo.convolution" not in hlo
+    np.testing.assert_allclose(ours(x, k), ref(x, k), atol=2e-5)
+    (val, grads), (val_ref, grads_ref) = penalised(ours)(x, k), penalised(ref)(x, k)
+    np.testing.assert_allclose(val, val_ref, rtol=1e-5)
+    for a, b in zip(grads, grads_ref, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(jnp.abs(b).max()))
+
+
+def test_conv_winograd_rejects_bad_shapes():
+    with pytest.raises(ValueError, match="kernel"):
+        winograd.conv_winograd(jnp.zeros((1, 8, 8, 4)), jnp.zeros((5, 5, 4, 2)))
+    with pytest.raises(ValueError, match="kernel"):
+        winograd.conv_winograd(jnp.zeros((1, 8, 8, 4)), jnp.zeros((3, 3, 3, 2)))
     with pytest.raises(ValueError, match="at least 3x3"):
-        winograd.conv3x3_winograd(jnp.zeros((1, 2, 8, 4)), jnp.zeros((3, 3, 4, 2)))
+        winograd.conv_winograd(jnp.zeros((1, 2, 8, 4)), jnp.zeros((3, 3, 4, 2)))
 
 
 def test_use_winograd_rule():
@@ -140,7 +214,7 @@ def test_cyclegan_generator_with_winograd_residual_blocks_equals_it_without(monk
     x = jnp.asarray(_normal(7, (1, 16, 16, 3)))
     variables = gen.init(jax.random.PRNGKey(0), x)
     calls = []
-    original = winograd.conv3x3_winograd
+    original = winograd.conv_winograd
 
     def recorded(*args, **kwargs):
         calls.append(args[0].shape)
@@ -150,7 +224,7 @@ def test_cyclegan_generator_with_winograd_residual_blocks_equals_it_without(monk
         loss = lambda v: jnp.sum(jnp.sin(3 * gen.apply(v, x)))
         return jax.jit(jax.value_and_grad(loss))(variables)
 
-    monkeypatch.setattr(winograd, "conv3x3_winograd", recorded)
+    monkeypatch.setattr(winograd, "conv_winograd", recorded)
     with_winograd = run()
     assert calls == [(1, 6, 6, 64), (1, 6, 6, 64)]  # the block's two reflection-padded convs
     monkeypatch.setattr(winograd, "use_winograd", lambda *shapes: False)

@@ -1,4 +1,5 @@
-"""3x3 stride-1 convolutions by Winograd's minimal filtering, F(2x2, 3x3).
+"""Convolutions by Winograd's minimal filtering: F(2x2, 3x3) for 3x3 stride-1 layers and
+F(2x2, 2x2) for 4x4 stride-2 ones (after space-to-depth).
 
 A 'VALID' 3x3 convolution of an (n, h, w, c) input computes each 2x2 block of outputs from
 a 4x4 block of inputs. Winograd's algorithm does it with 16 products instead of 36
@@ -51,6 +52,20 @@ Earlier measurements (transforms as sums of slices): ESRGAN dense block, 4, 32x3
 192 -> 32: 15 -> 8.5 ms (not used, below); VGG19 conv1_2 86 -> 99 ms; ESRGAN's first
 layer, 4, 128x128, 3 -> 64: 15 -> 40 ms.
 
+Strided convolutions whose kernel is twice the stride (DCGAN's and the PatchGAN's 4x4
+stride-2 layers) are, in space-to-depth form (``layers.space_to_depth_operands``), 2x2
+stride-1 convolutions over 4x the channels. F(2x2, 2x2) computes each 2x2 block of their
+outputs from a 3x3 block of inputs with 9 products instead of 16 (transforms with
+coefficients 0 and +-1 only). ``ConvTranspose`` with such a kernel runs as the adjoint
+(``jax.linear_transpose``) of that strided convolution. Forward + both gradients, batch
+64 (DCGAN 64x64's layers; XLA's forms as ``Conv``/``ConvTranspose`` ran them before):
+critic 32x32x64 -> 16x16x128 82 -> 66 ms, 16x16x128 -> 8x8x256 91 -> 53 ms, 8x8x256 ->
+4x4x512 78 -> 47 ms; generator 16x16x128 -> 32x32x64 89 -> 76 ms, 8x8x256 -> 16x16x128
+90 -> 65 ms. Whole steps, fresh processes, two alternations each: DCGAN 64 1021-1020 ->
+741-762 ms, DCGAN 32 169-173 -> 137-146 ms, WGAN-GP 818-858 -> 711-736 ms (its penalty's
+second derivatives are derived by JAX through the same matrix products), ESRGAN 2.16 ->
+2.00 s, CycleGAN 128 unchanged (2.09-2.12 s vs 2.11-2.32 s).
+
 The transforms move about four times the input through memory, so few channels over a
 large image favour XLA's own convolution; :func:`use_winograd` holds the rule. Whole train
 steps (``benchmarks/run.py`` configs, one fresh process per variant): CycleGAN 128x128
@@ -76,7 +91,14 @@ Array = jax.Array
 BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float64)
 G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float64)
 AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float64)
-_M, _A = 2, 4  # outputs per tile and tile size, per axis
+# F(2, 2), for 2x2 kernels (the space-to-depth form of 4x4 stride-2 convolutions): the two
+# outputs of a 2-tap correlation of three inputs from 3 products instead of 4,
+# (d0 - d1) g0, d1 (g0 + g1), (d2 - d1) g1; every coefficient is 0 or +-1.
+BT2 = np.array([[1, -1, 0], [0, 1, 0], [0, -1, 1]], np.float64)
+G2 = np.array([[1, 0], [1, 1], [0, 1]], np.float64)
+AT2 = np.array([[1, 1, 0], [0, 1, 1]], np.float64)
+_TRANSFORMS = {3: (BT, G, AT), 2: (BT2, G2, AT2)}  # by kernel size
+_M = 2  # outputs per tile, per axis
 
 # The rule (see the table above): both channel counts at least _MIN_CHANNELS, and, when
 # neither exceeds _FEW_CHANNELS, at most _MAX_PIXELS output pixels (batch * H * W).
@@ -90,12 +112,22 @@ _MAX_PIXELS = 32768
 
 def use_winograd(x_shape: Sequence[int], k_shape: Sequence[int]) -> bool:
     """Whether ``Conv`` on CPU computes a stride-1 convolution of an (n, h, w, c) input
-    (already padded) with an (kh, kw, c, features) kernel by :func:`conv3x3_winograd`."""
+    (already padded) with an (kh, kw, c, features) kernel by :func:`conv_winograd`."""
     kh, kw, c, f = k_shape
     if (kh, kw) != (3, 3) or min(c, f) < _MIN_CHANNELS:
         return False
     n, h, w = x_shape[:3]
     return max(c, f) > _FEW_CHANNELS or n * (h - 2) * (w - 2) <= _MAX_PIXELS
+
+
+def use_winograd_strided(k_shape: Sequence[int], strides: Sequence[int]) -> bool:
+    """Whether ``Conv`` (and, for its adjoint, ``ConvTranspose``) on CPU computes a strided
+    convolution with an (kh, kw, c, features) kernel as :func:`conv_winograd` of its
+    space-to-depth form: kernels twice the stride (a 2x2 kernel after space-to-depth, as
+    DCGAN's 4x4 stride-2 layers) and at least _MIN_CHANNELS channels in and out."""
+    kh, kw, c, f = k_shape
+    sh, sw = strides
+    return (kh, kw) == (2 * sh, 2 * sw) and min(c, f) >= _MIN_CHANNELS
 
 
 def _combine(mat: np.ndarray, xs: Sequence[Array]) -> list[Array]:
@@ -113,53 +145,59 @@ def _combine(mat: np.ndarray, xs: Sequence[Array]) -> list[Array]:
 
 
 def transform_kernel(kernel: Array) -> Array:
-    """``G g G^T`` for each (in, out) pair: (3, 3, c, f) -> (16, c, f), as one matrix
-    product with ``kron(G, G)`` (16 x 9)."""
-    c, f = kernel.shape[2:]
-    gg = jnp.asarray(np.kron(G, G), kernel.dtype)
-    return (gg @ kernel.reshape(9, c * f)).reshape(_A * _A, c, f)
+    """``G g G^T`` for each (in, out) pair of a 3x3 or 2x2 kernel: (r, r, c, f) ->
+    ((r + 1)^2, c, f), as one matrix product with ``kron(G, G)``."""
+    r, _, c, f = kernel.shape
+    g = _TRANSFORMS[r][1]
+    gg = jnp.asarray(np.kron(g, g), kernel.dtype)
+    return (gg @ kernel.reshape(r * r, c * f)).reshape(-1, c, f)
 
 
-def _transform_input(x: Array, th: int, tw: int) -> Array:
-    """``BT d B`` for the th x tw overlapping 4x4 blocks of x: -> (16, n * th * tw, c)."""
-    rows = jnp.stack(_combine(BT, [x[:, i : i + _M * th : _M] for i in range(_A)]))
-    cols = _combine(BT, [rows[:, :, :, j : j + _M * tw : _M] for j in range(_A)])
-    return jnp.stack(cols, axis=1).reshape(_A * _A, -1, x.shape[-1])
+def _transform_input(x: Array, bt: np.ndarray, th: int, tw: int) -> Array:
+    """``BT d B`` for the th x tw overlapping a x a blocks of x at stride 2: ->
+    (a * a, n * th * tw, c)."""
+    a = len(bt)
+    rows = jnp.stack(_combine(bt, [x[:, i : i + _M * th : _M] for i in range(a)]))
+    cols = _combine(bt, [rows[:, :, :, j : j + _M * tw : _M] for j in range(a)])
+    return jnp.stack(cols, axis=1).reshape(a * a, -1, x.shape[-1])
 
 
-def _transform_output(m: Array, n: int, th: int, tw: int) -> Array:
-    """``AT M A`` for each block, as one matrix product with ``kron(AT, AT)`` (4 x 16), and
-    the 2x2 blocks interleaved: (16, n * th * tw, f) -> (n, 2 th, 2 tw, f)."""
+def _transform_output(m: Array, at: np.ndarray, n: int, th: int, tw: int) -> Array:
+    """``AT M A`` for each block, as one matrix product with ``kron(AT, AT)``, and the 2x2
+    blocks interleaved: (a * a, n * th * tw, f) -> (n, 2 th, 2 tw, f)."""
     f = m.shape[-1]
-    aa = jnp.asarray(np.kron(AT, AT), m.dtype)
-    y = (aa @ m.reshape(_A * _A, -1)).reshape(_M, _M, n, th, tw, f)
+    aa = jnp.asarray(np.kron(at, at), m.dtype)
+    y = (aa @ m.reshape(aa.shape[1], -1)).reshape(_M, _M, n, th, tw, f)
     return y.transpose(2, 3, 0, 4, 1, 5).reshape(n, _M * th, _M * tw, f)
 
 
 @functools.partial(jax.jit, static_argnames="precision")
-def conv3x3_winograd(x: Array, kernel: Array, precision: Any = None) -> Array:
-    """'VALID' stride-1 convolution of x (n, h, w, c) with a (3, 3, c, f) kernel (HWIO,
-    cross-correlation like ``lax.conv_general_dilated``) -> (n, h - 2, w - 2, f).
+def conv_winograd(x: Array, kernel: Array, precision: Any = None) -> Array:
+    """'VALID' stride-1 convolution of x (n, h, w, c) with a (3, 3, c, f) or (2, 2, c, f)
+    kernel (HWIO, cross-correlation like ``lax.conv_general_dilated``) -> (n, h - r + 1,
+    w - r + 1, f), by F(2x2, 3x3) or F(2x2, 2x2).
 
     Jitted so that JAX traces and differentiates it once per shape, not once per layer:
     tracing a CycleGAN generator's gradient (18 such convolutions) took 2.8 s without,
     0.5 s with (as long as with XLA's convolution). Inside another jit it is inlined.
     """
-    if x.ndim != 4 or kernel.shape[:2] != (3, 3) or kernel.shape[2] != x.shape[3]:
+    r = kernel.shape[0]
+    if x.ndim != 4 or kernel.shape[:2] not in ((3, 3), (2, 2)) or kernel.shape[2] != x.shape[3]:
         raise ValueError(
-            f"conv3x3_winograd expects (n, h, w, c) and (3, 3, c, f), got {x.shape} and "
-            f"{kernel.shape}"
+            "conv_winograd expects (n, h, w, c) and a (3, 3, c, f) or (2, 2, c, f) kernel, "
+            f"got {x.shape} and {kernel.shape}"
         )
     n, h, w, _ = x.shape
-    ho, wo = h - 2, w - 2
+    ho, wo = h - r + 1, w - r + 1
     if ho < 1 or wo < 1:
-        raise ValueError(f"conv3x3_winograd needs an input of at least 3x3, got {x.shape}")
+        raise ValueError(f"conv_winograd needs an input of at least {r}x{r}, got {x.shape}")
+    bt, _, at = _TRANSFORMS[r]
     th, tw = -(-ho // _M), -(-wo // _M)
     # An odd output size gets one more row/column of zeros, cropped at the end.
-    x = jnp.pad(x, ((0, 0), (0, _M * th + 2 - h), (0, _M * tw + 2 - w), (0, 0)))
-    v = _transform_input(x, th, tw)
+    x = jnp.pad(x, ((0, 0), (0, _M * th + r - 1 - h), (0, _M * tw + r - 1 - w), (0, 0)))
+    v = _transform_input(x, bt, th, tw)
     m = jnp.einsum("tpc,tcf->tpf", v, transform_kernel(kernel), precision=precision)
-    return _transform_output(m, n, th, tw)[:, :ho, :wo]
+    return _transform_output(m, at, n, th, tw)[:, :ho, :wo]
 
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
@@ -178,7 +216,7 @@ _BENCH_SHAPES = {
 def _benchmark(repeats: int = 7) -> dict[str, tuple[float, float]]:
     """Median seconds of jit(value_and_grad of sum(y**2) wrt input and kernel) for XLA's
     convolution (padding as its attribute when zero-padded, as ``Conv`` runs them) and
-    :func:`conv3x3_winograd` of the padded input."""
+    :func:`conv_winograd` of the padded input."""
     rng = np.random.default_rng(0)
     results = {}
     for name, (n, h, w, c, f, zero_padded) in _BENCH_SHAPES.items():
@@ -194,7 +232,7 @@ def _benchmark(repeats: int = 7) -> dict[str, tuple[float, float]]:
                 x, k, (1, 1), "VALID", dimension_numbers=_NHWC
             )
         times = []
-        for conv in (xla, conv3x3_winograd):
+        for conv in (xla, conv_winograd):
             loss = lambda x, k, conv=conv: jnp.sum(conv(x, k) ** 2)
             step = jax.jit(jax.value_and_grad(loss, (0, 1)))
             jax.block_until_ready(step(x, k))
