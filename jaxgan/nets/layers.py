@@ -5,11 +5,13 @@ strides, padding='SAME')``: same parameter names ('kernel' of shape (kh, kw, in,
 'bias' of shape (out,)), same default initialisers, same outputs. ``lax.conv_transpose``
 convolves an lhs-dilated input (zeros between pixels), and XLA on CPU computes the *weight
 gradient* of such a convolution extremely slowly. On CPU this layer therefore computes the
-same function in one of two exact forms: the adjoint of a strided convolution
-(:func:`conv_transpose_adjoint`, whose derivatives are that convolution and its weight
-gradient, see :func:`conv_strided`) or, for small inputs with many output channels, the
-polyphase (sub-pixel) convolution below; on other backends it calls
-``lax.conv_transpose`` (cuDNN and the TPU handle dilated inputs natively).
+same function in one of three exact forms: for kernels twice the stride with at least 64
+channels in and out (DCGAN's 4x4 stride-2 layers), the adjoint of that strided convolution
+computed by Winograd's F(2x2, 2x2) (:mod:`jaxgan.nets.winograd`); otherwise the adjoint of
+a strided convolution (:func:`conv_transpose_adjoint`, whose derivatives are that
+convolution and its weight gradient, see :func:`conv_strided`) or, for small inputs with
+many output channels, the polyphase (sub-pixel) convolution below; on other backends it
+calls ``lax.conv_transpose`` (cuDNN and the TPU handle dilated inputs natively).
 
 Derivation, per spatial axis. With ``pa`` the 'before' padding that ``lax.conv_transpose``
 uses for 'SAME' (``_conv_transpose_padding``: ``pa = k - 1`` if ``s > k - 1``, else
@@ -30,8 +32,13 @@ float32, on the project's 2-core CPU machine (jax 0.10.2), 2026-11-23 at load ~0
     lax.conv_transpose (= flax.linen.ConvTranspose)       1156 ms
     polyphase, one 3x3 conv to 4*64 channels + shuffle     218 ms
     polyphase, four 2x2 convolutions, interleaved          175 ms
-    adjoint of a strided convolution (auto on CPU)         103 ms   <- used here (11x)
+    adjoint of a strided convolution                       103 ms   <- auto before Winograd
     reference: one 4.3 GFLOP matmul (16384x512 @ 512x256)   21 ms
+
+``impl='auto'`` now runs this layer on CPU as the adjoint of the Winograd F(2x2, 2x2)
+strided convolution (``conv_transpose_adjoint(..., winograd_form=True)``, the last row the
+command below prints): in a separate measurement of the same loss at 23:00 UTC, 89 ms for
+the adjoint form above and 76 ms for the Winograd one (see :mod:`jaxgan.nets.winograd`).
 
 The layer costs 12.9 GFLOP forward + backward, so the adjoint form runs at ~125 GFLOP/s.
 Its input gradient is the strided convolution and its forward pass that convolution's
@@ -827,8 +834,9 @@ def _benchmark(batch: int = 64, repeats: int = 7) -> dict[str, float]:
         "polyphase, four 2x2 convolutions, interleaved": lambda x, k: conv_transpose_polyphase(
             x, k, (2, 2)
         ),
-        "adjoint of a strided convolution (auto on CPU)": lambda x, k: conv_transpose_adjoint(
-            x, k, (2, 2)
+        "adjoint of a strided convolution": lambda x, k: conv_transpose_adjoint(x, k, (2, 2)),
+        "adjoint of the Winograd strided convolution (auto)": lambda x, k: conv_transpose_adjoint(
+            x, k, (2, 2), winograd_form=True
         ),
     }
     ref = jax.lax.conv_transpose(x, k, (2, 2), "SAME")
