@@ -33,6 +33,25 @@ def _numpy_conv64(x: np.ndarray, k: np.ndarray) -> np.ndarray:
     return y
 
 
+def _penalised(conv):
+    """jit(value_and_grad) over (params, x) of ``sum(sin(conv(params, x)))`` plus the squared
+    input gradient of ``sum(tanh(conv(params, x)))``: a WGAN-GP-like objective whose
+    parameter gradient is a second derivative of the convolution."""
+
+    def f(p, x):
+        gx = jax.grad(lambda x: jnp.sum(jnp.tanh(conv(p, x))))(x)
+        return jnp.sum(jnp.sin(conv(p, x))) + jnp.sum(gx**2)
+
+    return jax.jit(jax.value_and_grad(f, argnums=(0, 1)))
+
+
+def _assert_same_penalised(ours, ref, p, x):
+    (val, grads), (val_ref, grads_ref) = _penalised(ours)(p, x), _penalised(ref)(p, x)
+    np.testing.assert_allclose(val, val_ref, rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_ref), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(jnp.abs(b).max()))
+
+
 def test_transforms_give_the_minimal_filtering_identity():
     # Per axis, AT ((G g) * (BT d)) is the 2-output, 3-tap correlation of 4 inputs, and
     # with the F(2, 2) matrices the 2-output, 2-tap correlation of 3 inputs.
@@ -67,18 +86,8 @@ def test_conv_winograd_equals_the_convolution_with_its_derivatives(shape, featur
     penalty's second derivatives."""
     x, k = jnp.asarray(_normal(2, shape)), jnp.asarray(_normal(3, (r, r, shape[3], features)))
     np.testing.assert_allclose(winograd.conv_winograd(x, k), _lax_conv(x, k), atol=2e-5)
-
-    def penalised(conv):
-        def f(x, k):
-            gx = jax.grad(lambda x: jnp.sum(jnp.tanh(conv(x, k))))(x)
-            return jnp.sum(jnp.sin(conv(x, k))) + jnp.sum(gx**2)
-
-        return jax.jit(jax.value_and_grad(f, argnums=(0, 1)))(x, k)
-
-    (val, grads), (val_ref, grads_ref) = penalised(winograd.conv_winograd), penalised(_lax_conv)
-    np.testing.assert_allclose(val, val_ref, rtol=1e-5)
-    for a, b in zip(grads, grads_ref, strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(jnp.abs(b).max()))
+    ours = lambda k, x: winograd.conv_winograd(x, k)
+    _assert_same_penalised(ours, lambda k, x: _lax_conv(x, k), k, x)
 
 
 def test_conv_winograd_is_as_accurate_as_the_direct_convolution():
@@ -113,18 +122,8 @@ def test_strided_conv_routes_through_winograd_and_equals_flax_with_penalty():
     assert _conv_ops(ours, variables, x)[0] == 0
     assert _conv_ops(ref, variables, x)[0] == 3
 
-    def penalised(module):
-        def f(v, x):
-            gx = jax.grad(lambda x: jnp.sum(jnp.tanh(module.apply(v, x))))(x)
-            return jnp.sum(jnp.sin(module.apply(v, x))) + jnp.sum(gx**2)
-
-        return jax.jit(jax.value_and_grad(f, argnums=(0, 1)))(variables, x)
-
-    (val, grads), (val_ref, grads_ref) = penalised(ours), penalised(ref)
     np.testing.assert_allclose(ours.apply(variables, x), ref.apply(variables, x), atol=2e-5)
-    np.testing.assert_allclose(val, val_ref, rtol=1e-5)
-    for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_ref), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(jnp.abs(b).max()))
+    _assert_same_penalised(ours.apply, ref.apply, variables, x)
 
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="routing of impl='auto' on CPU")
@@ -135,25 +134,14 @@ def test_conv_transpose_routes_through_winograd_and_equals_lax(hw):
     second derivatives of ``lax.conv_transpose``."""
     x = jnp.asarray(_normal(9, (2, *hw, 64)))
     k = jnp.asarray(_normal(10, (4, 4, 64, 64)) / 30)
-    ours = lambda x, k: conv_transpose_same(x, k, (2, 2))
-    ref = lambda x, k: jax.lax.conv_transpose(
+    ours = lambda k, x: conv_transpose_same(x, k, (2, 2))
+    ref = lambda k, x: jax.lax.conv_transpose(
         x, k, (2, 2), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
     )
-
-    def penalised(conv):
-        def f(x, k):
-            gx = jax.grad(lambda x: jnp.sum(jnp.tanh(conv(x, k))))(x)
-            return jnp.sum(jnp.sin(conv(x, k))) + jnp.sum(gx**2)
-
-        return jax.jit(jax.value_and_grad(f, argnums=(0, 1)))
-
-    hlo = penalised(ours).lower(x, k).as_text()
-    assert "stablehlo.convolution" not in hlo
-    np.testing.assert_allclose(ours(x, k), ref(x, k), atol=2e-5)
-    (val, grads), (val_ref, grads_ref) = penalised(ours)(x, k), penalised(ref)(x, k)
-    np.testing.assert_allclose(val, val_ref, rtol=1e-5)
-    for a, b in zip(grads, grads_ref, strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(jnp.abs(b).max()))
+    assert "stablehlo.convolution" not in _penalised(ours).lower(k, x).as_text()
+    assert "stablehlo.convolution" in _penalised(ref).lower(k, x).as_text()
+    np.testing.assert_allclose(ours(k, x), ref(k, x), atol=2e-5)
+    _assert_same_penalised(ours, ref, k, x)
 
 
 def test_conv_winograd_rejects_bad_shapes():
