@@ -1,5 +1,5 @@
 """Convolutions by Winograd's minimal filtering: F(2x2, 3x3) for 3x3 stride-1 layers and
-F(2x2, 2x2) for 4x4 stride-2 ones (after space-to-depth).
+F(4x4, 2x2) for 4x4 stride-2 ones (after space-to-depth).
 
 A 'VALID' 3x3 convolution of an (n, h, w, c) input computes each 2x2 block of outputs from
 a 4x4 block of inputs. Winograd's algorithm does it with 16 products instead of 36
@@ -91,14 +91,31 @@ Array = jax.Array
 BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float64)
 G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float64)
 AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float64)
-# F(2, 2), for 2x2 kernels (the space-to-depth form of 4x4 stride-2 convolutions): the two
-# outputs of a 2-tap correlation of three inputs from 3 products instead of 4,
-# (d0 - d1) g0, d1 (g0 + g1), (d2 - d1) g1; every coefficient is 0 or +-1.
+# F(4, 2), for 2x2 kernels (the space-to-depth form of 4x4 stride-2 convolutions): the four
+# outputs of a 2-tap correlation of five inputs from 5 products instead of 8, by
+# evaluating at the points 0, 1, -1, 2 and infinity (Toom-Cook; BT and AT integer, the
+# fractions in G, which transforms the kernel once per step).
+BT4 = np.array(
+    [
+        [2, -1, -2, 1, 0],
+        [0, -2, -1, 1, 0],
+        [0, 2, -3, 1, 0],
+        [0, -1, 0, 1, 0],
+        [0, 2, -1, -2, 1],
+    ],
+    np.float64,
+)
+G4 = np.array([[1 / 2, 0], [-1 / 2, -1 / 2], [-1 / 6, 1 / 6], [1 / 6, 1 / 3], [0, 1]], np.float64)
+AT4 = np.array([[1, 1, 1, 1, 0], [0, 1, -1, 2, 0], [0, 1, 1, 4, 0], [0, 1, -1, 8, 1]], np.float64)
+# F(2, 2): 3 products instead of 4, (d0 - d1) g0, d1 (g0 + g1), (d2 - d1) g1.
 BT2 = np.array([[1, -1, 0], [0, 1, 0], [0, -1, 1]], np.float64)
 G2 = np.array([[1, 0], [1, 1], [0, 1]], np.float64)
 AT2 = np.array([[1, 1, 0], [0, 1, 1]], np.float64)
-_TRANSFORMS = {3: (BT, G, AT), 2: (BT2, G2, AT2)}  # by kernel size
-_M = 2  # outputs per tile, per axis
+# (BT, G, AT); AT's rows are the outputs per tile and axis.
+F2_3, F2_2, F4_2 = (BT, G, AT), (BT2, G2, AT2), (BT4, G4, AT4)
+# 2x2 kernels with fewer output pixels (batch * H * W) than this take F(2x2, 2x2): there
+# F(4x4, 2x2)'s 25 transformed kernel matrices (against 9) cost more than its products save.
+_F4_MIN_PIXELS = 1024
 
 # The rule (see the table above): both channel counts at least _MIN_CHANNELS, and, when
 # neither exceeds _FEW_CHANNELS, at most _MAX_PIXELS output pixels (batch * H * W).
@@ -144,38 +161,46 @@ def _combine(mat: np.ndarray, xs: Sequence[Array]) -> list[Array]:
     return out
 
 
-def transform_kernel(kernel: Array) -> Array:
-    """``G g G^T`` for each (in, out) pair of a 3x3 or 2x2 kernel: (r, r, c, f) ->
-    ((r + 1)^2, c, f), as one matrix product with ``kron(G, G)``."""
+def transforms(r: int, pixels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(BT, G, AT) for an r x r kernel and ``pixels`` output pixels (batch * H * W): F(2, 3)
+    for 3x3; for 2x2, F(4, 2), or F(2, 2) below _F4_MIN_PIXELS."""
+    if r == 3:
+        return F2_3
+    return F4_2 if pixels >= _F4_MIN_PIXELS else F2_2
+
+
+def transform_kernel(kernel: Array, g: np.ndarray) -> Array:
+    """``G g G^T`` for each (in, out) pair of an r x r kernel: (r, r, c, f) -> (a * a, c, f)
+    with a = len(G), as one matrix product with ``kron(G, G)``."""
     r, _, c, f = kernel.shape
-    g = _TRANSFORMS[r][1]
     gg = jnp.asarray(np.kron(g, g), kernel.dtype)
     return (gg @ kernel.reshape(r * r, c * f)).reshape(-1, c, f)
 
 
-def _transform_input(x: Array, bt: np.ndarray, th: int, tw: int) -> Array:
-    """``BT d B`` for the th x tw overlapping a x a blocks of x at stride 2: ->
+def _transform_input(x: Array, bt: np.ndarray, m: int, th: int, tw: int) -> Array:
+    """``BT d B`` for the th x tw overlapping a x a blocks of x at stride m: ->
     (a * a, n * th * tw, c)."""
     a = len(bt)
-    rows = jnp.stack(_combine(bt, [x[:, i : i + _M * th : _M] for i in range(a)]))
-    cols = _combine(bt, [rows[:, :, :, j : j + _M * tw : _M] for j in range(a)])
+    rows = jnp.stack(_combine(bt, [x[:, i : i + m * th : m] for i in range(a)]))
+    cols = _combine(bt, [rows[:, :, :, j : j + m * tw : m] for j in range(a)])
     return jnp.stack(cols, axis=1).reshape(a * a, -1, x.shape[-1])
 
 
 def _transform_output(m: Array, at: np.ndarray, n: int, th: int, tw: int) -> Array:
-    """``AT M A`` for each block, as one matrix product with ``kron(AT, AT)``, and the 2x2
-    blocks interleaved: (a * a, n * th * tw, f) -> (n, 2 th, 2 tw, f)."""
-    f = m.shape[-1]
+    """``AT M A`` for each block, as one matrix product with ``kron(AT, AT)``, and the
+    t x t blocks interleaved (t outputs per tile and axis): (a * a, n * th * tw, f) ->
+    (n, t th, t tw, f)."""
+    f, t = m.shape[-1], len(at)
     aa = jnp.asarray(np.kron(at, at), m.dtype)
-    y = (aa @ m.reshape(aa.shape[1], -1)).reshape(_M, _M, n, th, tw, f)
-    return y.transpose(2, 3, 0, 4, 1, 5).reshape(n, _M * th, _M * tw, f)
+    y = (aa @ m.reshape(aa.shape[1], -1)).reshape(t, t, n, th, tw, f)
+    return y.transpose(2, 3, 0, 4, 1, 5).reshape(n, t * th, t * tw, f)
 
 
 @functools.partial(jax.jit, static_argnames="precision")
 def conv_winograd(x: Array, kernel: Array, precision: Any = None) -> Array:
     """'VALID' stride-1 convolution of x (n, h, w, c) with a (3, 3, c, f) or (2, 2, c, f)
     kernel (HWIO, cross-correlation like ``lax.conv_general_dilated``) -> (n, h - r + 1,
-    w - r + 1, f), by F(2x2, 3x3) or F(2x2, 2x2).
+    w - r + 1, f), by F(2x2, 3x3) or F(4x4, 2x2).
 
     Jitted so that JAX traces and differentiates it once per shape, not once per layer:
     tracing a CycleGAN generator's gradient (18 such convolutions) took 2.8 s without,
@@ -191,12 +216,13 @@ def conv_winograd(x: Array, kernel: Array, precision: Any = None) -> Array:
     ho, wo = h - r + 1, w - r + 1
     if ho < 1 or wo < 1:
         raise ValueError(f"conv_winograd needs an input of at least {r}x{r}, got {x.shape}")
-    bt, _, at = _TRANSFORMS[r]
-    th, tw = -(-ho // _M), -(-wo // _M)
-    # An odd output size gets one more row/column of zeros, cropped at the end.
-    x = jnp.pad(x, ((0, 0), (0, _M * th + r - 1 - h), (0, _M * tw + r - 1 - w), (0, 0)))
-    v = _transform_input(x, bt, th, tw)
-    m = jnp.einsum("tpc,tcf->tpf", v, transform_kernel(kernel), precision=precision)
+    bt, g, at = transforms(r, n * ho * wo)
+    t = len(at)  # outputs per tile and axis
+    th, tw = -(-ho // t), -(-wo // t)
+    # An output size that is not a multiple of t gets rows/columns of zeros, cropped at the end.
+    x = jnp.pad(x, ((0, 0), (0, t * th + r - 1 - h), (0, t * tw + r - 1 - w), (0, 0)))
+    v = _transform_input(x, bt, t, th, tw)
+    m = jnp.einsum("tpc,tcf->tpf", v, transform_kernel(kernel, g), precision=precision)
     return _transform_output(m, at, n, th, tw)[:, :ho, :wo]
 
 
