@@ -8,7 +8,8 @@ For every benchmark the jaxgan step (the library's jit-compiled step, called as 
 ahead-of-time compiled executable of that same ``jax.jit``) and its PyTorch reference
 (:mod:`benchmarks.torch_refs`: same architecture, batch, optimizer and losses, eager mode) run
 in two worker processes, one per framework, started by this command. After building the
-models and one untimed warm-up step each, the workers time blocks of steps in turn
+models and untimed warm-up steps (``--warmup-seconds``, below), the workers time blocks of
+steps in turn
 (jax, torch, then torch, jax, ...), so both see the same machine load; a block is long
 enough to take about ``--block-seconds``. Throughput is ``images per step * steps / seconds``
 and the reported value is the median over the repeats; the ratio is the median of the
@@ -29,6 +30,13 @@ Threads: both frameworks get every core the machine has (``nproc``): PyTorch thr
 threads are run with ``OMP_WAIT_POLICY=PASSIVE`` (``--torch-omp-wait default`` keeps
 libgomp's spinning default): on a shared machine the spinning threads wait for each other
 and collapse (DCGAN 32x32 went from ~40 to ~11 img/s at load ~6 on 2 cores).
+
+Warm-up: each framework takes untimed steps until ``--warmup-seconds`` (default 15) have
+passed or it has taken 25 steps, at least two. One step is not enough: the C heap of a
+jaxgan process grows in bursts during its first tens of steps (one DCGAN 64 step at step 18
+faulted in 152 k new pages, 1.2 s of system time, and doubled its time; none in the 42 steps
+after it), and such a burst inside a 3-step block had made its median 30% slow. Both
+frameworks get the same warm-up.
 
 Memory allocator: both workers call :func:`jaxgan.host.reuse_freed_memory` (glibc keeps
 freed memory instead of unmapping every large block), which jaxgan's training loop also
@@ -624,6 +632,7 @@ def run_bench(
     block_s: float,
     workers: dict[str, WorkerProc],
     smoke: bool,
+    warmup_s: float = 15.0,
 ) -> dict[str, Any]:
     """Set both runners up, warm them, time interleaved blocks; the result record."""
     res: dict[str, Any] = {"name": bench.name, "sizes": kw, "repeats": repeats}
@@ -637,14 +646,18 @@ def run_bench(
         raise WorkerError(f"images per step differ: {ips}")
     res["images_per_step"] = ips["jax"]
     res["jax_setup"], res["torch_setup"] = setup["jax"], setup["torch"]
-    # Warm-up (first steps allocate), then one timed step each to size the blocks.
-    iters = {}
+    # Warm-up (the first steps allocate; see the module docstring); the last warm-up step
+    # sizes the blocks.
+    iters, warmup_steps = {}, {}
     for fw in ("jax", "torch"):
         warm, _ = workers[fw].call("time", iters=1)
-        if not smoke and warm < block_s:  # a second step, without first-step costs
+        n, spent = 1, warm
+        while not smoke and n < 25 and (n < 2 or spent < warmup_s):
             warm, _ = workers[fw].call("time", iters=1)
+            n, spent = n + 1, spent + warm
+        warmup_steps[fw] = n
         iters[fw] = 1 if smoke else max(1, min(50, round(block_s / max(warm, 1e-6))))
-    res["iters_per_block"] = iters
+    res["iters_per_block"], res["warmup_steps"] = iters, warmup_steps
     wall: dict[str, list[float]] = {"jax": [], "torch": []}
     cpu: dict[str, list[float]] = {"jax": [], "torch": []}
     for r in range(repeats):
@@ -712,6 +725,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"{report['devices']['jax']}, PyTorch on {report['devices']['torch']} "
         f"({report['devices']['torch_threads']} threads, OMP_WAIT_POLICY "
         f"{report['torch_omp_wait']}); malloc {report.get('malloc', 'default')} in both; "
+        f"warm-up {report.get('warmup_s', 0):g} s (at most 25 steps) each; "
         f"python {m['python']}, jax {m['jax']} (jaxlib "
         f"{m['jaxlib']}), flax {m['flax']}, torch {m['torch']}; {m['date']}; load average "
         f"{m['loadavg_start'][0]:.1f} at the start, {report['loadavg_end'][0]:.1f} at the end "
@@ -772,6 +786,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--only", default="", help=f"comma-separated subset of {list(BENCH_BY_NAME)}")
     p.add_argument("--repeats", type=int, default=0, help="timed blocks per framework (0: default)")
     p.add_argument("--block-seconds", type=float, default=2.0, help="target length of a block")
+    p.add_argument(
+        "--warmup-seconds",
+        type=float,
+        default=15.0,
+        help="untimed steps per framework before timing: this long (at most 25 steps)",
+    )
     p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
     p.add_argument("--torch-omp-wait", choices=("passive", "default"), default="passive")
     p.add_argument(
@@ -805,6 +825,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(),
         "torch_omp_wait": args.torch_omp_wait,
         "malloc": args.malloc,
+        "warmup_s": 0.0 if args.smoke else args.warmup_seconds,
         "results": [],
     }
     failures = 0
@@ -842,7 +863,9 @@ def main(argv: list[str] | None = None) -> int:
                 start()
             print(f"[{name}] {kw} ...", flush=True)
             try:
-                res = run_bench(bench, kw, repeats, args.block_seconds, workers, args.smoke)
+                res = run_bench(
+                    bench, kw, repeats, args.block_seconds, workers, args.smoke, args.warmup_seconds
+                )
                 res["status"] = "ok"
                 print(
                     f"[{name}] jaxgan {res['jax_img_s']:.3g} img/s, PyTorch "

@@ -7,11 +7,11 @@ convolves an lhs-dilated input (zeros between pixels), and XLA on CPU computes t
 gradient* of such a convolution extremely slowly. On CPU this layer therefore computes the
 same function in one of three exact forms: for kernels twice the stride with at least 64
 channels in and out (DCGAN's 4x4 stride-2 layers), the adjoint of that strided convolution
-computed by Winograd's F(2x2, 2x2) (:mod:`jaxgan.nets.winograd`); otherwise the adjoint of
-a strided convolution (:func:`conv_transpose_adjoint`, whose derivatives are that
-convolution and its weight gradient, see :func:`conv_strided`) or, for small inputs with
-many output channels, the polyphase (sub-pixel) convolution below; on other backends it
-calls ``lax.conv_transpose`` (cuDNN and the TPU handle dilated inputs natively).
+computed by Winograd's F(4x4, 2x2) or F(2x2, 2x2) (:mod:`jaxgan.nets.winograd`);
+otherwise the adjoint of a strided convolution (:func:`conv_transpose_adjoint`, whose
+derivatives are that convolution and its weight gradient, see :func:`conv_strided`) or, for
+small inputs with many output channels, the polyphase (sub-pixel) convolution below; on
+other backends it calls ``lax.conv_transpose`` (cuDNN and the TPU handle dilated inputs natively).
 
 Derivation, per spatial axis. With ``pa`` the 'before' padding that ``lax.conv_transpose``
 uses for 'SAME' (``_conv_transpose_padding``: ``pa = k - 1`` if ``s > k - 1``, else
@@ -35,8 +35,9 @@ float32, on the project's 2-core CPU machine (jax 0.10.2), 2026-11-23 at load ~0
     adjoint of a strided convolution                       103 ms   <- auto before Winograd
     reference: one 4.3 GFLOP matmul (16384x512 @ 512x256)   21 ms
 
-``impl='auto'`` now runs this layer on CPU as the adjoint of the Winograd F(2x2, 2x2)
-strided convolution (``conv_transpose_adjoint(..., winograd_form=True)``, a row the
+``impl='auto'`` now runs this layer on CPU as the adjoint of the Winograd strided
+convolution (F(2x2, 2x2) when these numbers were taken; F(4x4, 2x2) from 1024 output pixels
+since) (``conv_transpose_adjoint(..., winograd_form=True)``, a row the
 command below also prints): at 23:15 UTC it printed 83.9 ms for the adjoint form above and
 74.4 ms for the Winograd one (flax 1200 ms; see :mod:`jaxgan.nets.winograd`).
 
@@ -692,9 +693,10 @@ class Conv(nn.Module):
 
     * strided with a kernel twice the stride and at least 64 channels in and out (DCGAN's
       4x4 stride-2 layers; :func:`jaxgan.nets.winograd.use_winograd_strided`): Winograd
-      F(2x2, 2x2) of the space-to-depth form (:func:`space_to_depth_operands`,
-      :func:`jaxgan.nets.winograd.conv_winograd`), 9/16 of the multiply-adds (a DCGAN 64
-      step 1.02 -> 0.75 s);
+      F(4x4, 2x2), or F(2x2, 2x2) below 1024 output pixels, of the space-to-depth form
+      (:func:`space_to_depth_operands`, :func:`jaxgan.nets.winograd.conv_winograd`), 25/64
+      or 9/16 of the multiply-adds (a DCGAN 64 step 1.02 -> 0.75 s with F(2x2, 2x2), 0.66-0.68 s
+      with F(4x4, 2x2));
     * other strided: :func:`conv_strided`, whose derivatives of every order are the convolution,
       its input gradient and its weight gradient (a WGAN-GP critic step: 2.6 s -> 0.9 s);
       the input gradient of inputs from 16x16 and 16 channels up, when the stride divides

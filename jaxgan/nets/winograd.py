@@ -54,17 +54,35 @@ layer, 4, 128x128, 3 -> 64: 15 -> 40 ms.
 
 Strided convolutions whose kernel is twice the stride (DCGAN's and the PatchGAN's 4x4
 stride-2 layers) are, in space-to-depth form (``layers.space_to_depth_operands``), 2x2
-stride-1 convolutions over 4x the channels. F(2x2, 2x2) computes each 2x2 block of their
-outputs from a 3x3 block of inputs with 9 products instead of 16 (transforms with
-coefficients 0 and +-1 only). ``ConvTranspose`` with such a kernel runs as the adjoint
-(``jax.linear_transpose``) of that strided convolution. Forward + both gradients, batch
-64 (DCGAN 64x64's layers; XLA's forms as ``Conv``/``ConvTranspose`` ran them before):
-critic 32x32x64 -> 16x16x128 82 -> 66 ms, 16x16x128 -> 8x8x256 91 -> 53 ms, 8x8x256 ->
-4x4x512 78 -> 47 ms; generator 16x16x128 -> 32x32x64 89 -> 76 ms, 8x8x256 -> 16x16x128
-90 -> 65 ms. Whole steps, fresh processes, two alternations each: DCGAN 64 1021-1020 ->
-741-762 ms, DCGAN 32 169-173 -> 137-146 ms, WGAN-GP 818-858 -> 711-736 ms (its penalty's
-second derivatives are derived by JAX through the same matrix products), ESRGAN 2.16 ->
-2.00 s, CycleGAN 128 unchanged (2.09-2.12 s vs 2.11-2.32 s).
+stride-1 convolutions over 4x the channels. ``ConvTranspose`` with such a kernel runs as the
+adjoint (``jax.linear_transpose``) of that strided convolution. Two tiles:
+
+* F(4x4, 2x2) computes each 4x4 block of outputs from a 5x5 block of inputs with 25
+  products instead of 64 (Toom-Cook at the points 0, 1, -1, 2 and infinity; BT and AT
+  have integer coefficients up to 8, G fractions down to 1/6). Against float64 its error
+  is 5-8x that of XLA's float32 convolution in RMS, 9-14x at the largest (a few 1e-6 of
+  the output's scale on DCGAN's layers; tested), far below what training notices.
+* F(2x2, 2x2): each 2x2 block from a 3x3 block with 9 products instead of 16 (coefficients
+  0 and +-1 only). Used below 1024 output pixels (batch * H * W, :func:`transforms`):
+  there F(4x4, 2x2)'s 25 transformed kernel matrices cost more than its products save.
+
+Forward + both gradients (a ``/tmp`` script, jit, median of 7; XLA's form is
+``layers.conv_strided``), F(2x2, 2x2) -> F(4x4, 2x2): DCGAN 64's critic, batch 64,
+32x32x64 -> 16x16x128 72 -> 49 ms, 16x16x128 -> 8x8x256 62 -> 47 ms, 8x8x256 -> 4x4x512
+56 -> 53 ms; ESRGAN's critic, batch 8: 128x128x64 -> 64x64x64 90 -> 65 ms (XLA 127),
+64x64x128 -> 32x32x128 67 -> 49 ms, 32x32x256 -> 16x16x256 54 -> 50 ms, but 16x16x512 ->
+8x8x512 56 -> 60 ms and 8x8x512 -> 4x4x512 26 -> 38 ms (512 and 128 output pixels: the
+rule keeps F(2x2, 2x2) there). Whole steps, one fresh process per variant, alternated
+twice: DCGAN 64 735-760 -> 658-680 ms, WGAN-GP 699-844 -> 635-670 ms, DCGAN 32 (134-142
+ms), CycleGAN 128 (2.18-2.22 s) and ESRGAN (2.06-2.11 s) unchanged. F(2x2, 2x2) against
+XLA's forms before it (``Conv``/``ConvTranspose``): critic 16x16x128 -> 8x8x256 91 -> 53
+ms; generator 8x8x256 -> 16x16x128 90 -> 65 ms; DCGAN 64 step 1021 -> 741-762 ms, DCGAN 32
+169-173 -> 137-146 ms, WGAN-GP 818-858 -> 711-736 ms (its penalty's second derivatives
+are derived by JAX through the same matrix products), ESRGAN 2.16 -> 2.00 s.
+
+Not kept: reading the space-to-depth form straight from the input in the input transform
+(strided slices of the original layout, so the rearranged copy is never written): DCGAN
+64 step 717-745 ms against 658-679 ms with the copy, fresh processes alternated twice.
 
 The transforms move about four times the input through memory, so few channels over a
 large image favour XLA's own convolution; :func:`use_winograd` holds the rule. Whole train
