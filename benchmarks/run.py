@@ -36,7 +36,10 @@ passed or it has taken 25 steps, at least two. One step is not enough: the C hea
 jaxgan process grows in bursts during its first tens of steps (one DCGAN 64 step at step 18
 faulted in 152 k new pages, 1.2 s of system time, and doubled its time; none in the 42 steps
 after it), and such a burst inside a 3-step block had made its median 30% slow. Both
-frameworks get the same warm-up.
+frameworks get the same warm-up. A burst can still come later (one came in the first timed
+block, after 20 warm-up steps); the workers report page faults and system time per block
+(``*_page_faults_per_step``, ``*_sys_step_s`` in the JSON), and the default repeats (5) let
+the median ratio stand with two such blocks.
 
 Memory allocator: both workers call :func:`jaxgan.host.reuse_freed_memory` (glibc keeps
 freed memory instead of unmapping every large block), which jaxgan's training loop also
@@ -60,6 +63,7 @@ import importlib.util
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -81,7 +85,9 @@ class Bench:
     step: str  # what one timed step is
     full: dict[str, Any]
     smoke: dict[str, Any]
-    repeats: int  # default repeats at full size
+    # Default repeats at full size: 5 (3 for CycleGAN 256), so that the median ratio
+    # stands when up to two blocks hold a jaxgan heap-growth burst (see the module docstring).
+    repeats: int
     target: float | None  # required ratio jaxgan / PyTorch on CPU (None: no target)
     needs: str = ""  # a jaxgan module that must exist, else the benchmark is a TODO
     note: str = ""
@@ -103,7 +109,7 @@ BENCHES: tuple[Bench, ...] = (
         "D step + G step (non-saturating BCE, Adam)",
         dict(resolution=64, batch=64, width=64),
         dict(resolution=16, batch=4, width=4),
-        repeats=3,
+        repeats=5,
         target=1.5,
     ),
     Bench(
@@ -112,7 +118,7 @@ BENCHES: tuple[Bench, ...] = (
         "generator step = 5 critic steps (with penalty) + 1 G step",
         dict(resolution=32, batch=64, width=64, n_critic=5),
         dict(resolution=8, batch=4, width=4, n_critic=2),
-        repeats=3,
+        repeats=5,
         target=1.0,
         note="images/s counts the real images the critic sees: n_critic * batch per step",
     ),
@@ -122,7 +128,7 @@ BENCHES: tuple[Bench, ...] = (
         "G+F step and D_X+D_Y step (LSGAN, cycle, identity, pool 50)",
         dict(image_size=128, batch=1, width=64, n_blocks=9, d_layers=3),
         dict(image_size=16, batch=1, width=4, n_blocks=1, d_layers=1),
-        repeats=3,
+        repeats=5,
         target=1.0,
         needs="jaxgan.train.cyclegan",
     ),
@@ -132,7 +138,7 @@ BENCHES: tuple[Bench, ...] = (
         "G+F step and D_X+D_Y step (LSGAN, cycle, identity, pool 50)",
         dict(image_size=256, batch=1, width=64, n_blocks=9, d_layers=3),
         dict(image_size=16, batch=1, width=4, n_blocks=1, d_layers=1),
-        repeats=2,
+        repeats=3,
         target=1.0,
         needs="jaxgan.train.cyclegan",
     ),
@@ -153,7 +159,7 @@ BENCHES: tuple[Bench, ...] = (
         dict(
             batch=1, patch=32, scale=4, features=8, growth=4, n_blocks=1, d_features=4, d_stages=2
         ),
-        repeats=3,
+        repeats=5,
         target=1.0,
         needs="jaxgan.train.superres",
         note=(
@@ -167,7 +173,7 @@ BENCHES: tuple[Bench, ...] = (
         "forward pass: resize 32x32 -> 299x299, pool3 (2048)",
         dict(batch=50, image_size=32, dims=2048, resize=True),
         dict(batch=2, image_size=75, dims=64, resize=False),
-        repeats=3,
+        repeats=5,
         target=None,
         note="not a training step: no target; random weights (no weights file is read)",
     ),
@@ -497,15 +503,19 @@ class Worker:
 
             torch.cuda.reset_peak_memory_stats()
 
-    def time(self, iters: int) -> tuple[float, float]:
-        """Wall-clock and process CPU seconds (all threads) of ``iters`` steps."""
+    def time(self, iters: int) -> tuple[float, float, int, float]:
+        """Wall-clock and process CPU seconds (all threads) of ``iters`` steps, and the
+        minor page faults and system CPU seconds among them."""
         assert self.runner is not None
+        r0 = resource.getrusage(resource.RUSAGE_SELF)
         c = time.process_time()
         t = time.perf_counter()
         for _ in range(iters):
             self.runner.step()
         self.runner.sync()
-        return time.perf_counter() - t, time.process_time() - c
+        wall, cpu = time.perf_counter() - t, time.process_time() - c
+        r1 = resource.getrusage(resource.RUSAGE_SELF)
+        return wall, cpu, r1.ru_minflt - r0.ru_minflt, r1.ru_stime - r0.ru_stime
 
     def memory(self) -> dict[str, Any]:
         assert self.runner is not None
@@ -650,24 +660,30 @@ def run_bench(
     # sizes the blocks.
     iters, warmup_steps = {}, {}
     for fw in ("jax", "torch"):
-        warm, _ = workers[fw].call("time", iters=1)
+        warm = workers[fw].call("time", iters=1)[0]
         n, spent = 1, warm
         while not smoke and n < 25 and (n < 2 or spent < warmup_s):
-            warm, _ = workers[fw].call("time", iters=1)
+            warm = workers[fw].call("time", iters=1)[0]
             n, spent = n + 1, spent + warm
         warmup_steps[fw] = n
         iters[fw] = 1 if smoke else max(1, min(50, round(block_s / max(warm, 1e-6))))
     res["iters_per_block"], res["warmup_steps"] = iters, warmup_steps
     wall: dict[str, list[float]] = {"jax": [], "torch": []}
     cpu: dict[str, list[float]] = {"jax": [], "torch": []}
+    faults_per_step: dict[str, list[float]] = {"jax": [], "torch": []}
+    sys_per_step: dict[str, list[float]] = {"jax": [], "torch": []}
     for r in range(repeats):
         for fw in ("jax", "torch") if r % 2 == 0 else ("torch", "jax"):
-            w, c = workers[fw].call("time", iters=iters[fw])
+            w, c, faults, sys_s = workers[fw].call("time", iters=iters[fw])
             wall[fw].append(w / iters[fw])
             cpu[fw].append(c / iters[fw])
+            faults_per_step[fw].append(faults / iters[fw])
+            sys_per_step[fw].append(sys_s / iters[fw])
     for fw in ("jax", "torch"):
         res[f"{fw}_step_s"] = wall[fw]
         res[f"{fw}_cpu_step_s"] = cpu[fw]
+        res[f"{fw}_page_faults_per_step"] = faults_per_step[fw]
+        res[f"{fw}_sys_step_s"] = sys_per_step[fw]
         res[f"{fw}_img_s"] = res["images_per_step"] / statistics.median(wall[fw])
         res[f"{fw}_memory"] = workers[fw].call("memory")
         workers[fw].call("teardown")
