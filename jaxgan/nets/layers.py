@@ -36,9 +36,9 @@ float32, on the project's 2-core CPU machine (jax 0.10.2), 2026-11-23 at load ~0
     reference: one 4.3 GFLOP matmul (16384x512 @ 512x256)   21 ms
 
 ``impl='auto'`` now runs this layer on CPU as the adjoint of the Winograd strided
-convolution (F(2x2, 2x2) when these numbers were taken; F(4x4, 2x2) from 1024 output pixels
-since) (``conv_transpose_adjoint(..., winograd_form=True)``, a row the
-command below also prints): at 23:15 UTC it printed 83.9 ms for the adjoint form above and
+convolution, ``conv_transpose_adjoint(..., winograd_form=True)``, a row the command below
+also prints (F(2x2, 2x2) when these numbers were taken, F(4x4, 2x2) from 1024 output
+pixels since): at 23:15 UTC it printed 83.9 ms for the adjoint form above and
 74.4 ms for the Winograd one (flax 1200 ms; see :mod:`jaxgan.nets.winograd`).
 
 The layer costs 12.9 GFLOP forward + backward, so the adjoint form runs at ~125 GFLOP/s.
