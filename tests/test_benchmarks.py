@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from benchmarks.run import BENCHES, markdown
+from benchmarks.run import BENCHES, cpu_description, markdown
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -94,3 +94,17 @@ def test_markdown_reports_ratio_target_compile_time_and_todos():
     todo = next(line for line in table.splitlines() if line.startswith("| ESRGAN"))
     assert "todo" in todo and "TODO: not there yet" in todo
     assert "2 x Some CPU" in table and "torch 2.13.0" in table
+
+
+def test_cpu_description_names_family_model_and_avx512():
+    # Two processors; only the first is read. The model name alone ('AMD EPYC') does not
+    # tell Zen 4 (family 25) from Zen 5 (family 26), which benchmark very differently.
+    first = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 26\nmodel\t\t: 2\n"
+    first += "model name\t: AMD EPYC\nflags\t\t: fpu sse avx2 avx512f avx512bw\n"
+    second = "processor\t: 1\ncpu family\t: 25\nmodel\t\t: 17\nmodel name\t: Other\nflags\t: fpu\n"
+    text = first + "\n" + second
+    assert cpu_description(text) == "AMD EPYC (cpu family 26, model 2, AVX-512)"
+    no_avx512 = text.replace(" avx512f avx512bw", "")
+    assert cpu_description(no_avx512) == "AMD EPYC (cpu family 26, model 2)"
+    assert cpu_description("model name\t: Some CPU\n") == "Some CPU"
+    assert cpu_description() != ""  # this machine's own /proc/cpuinfo (or the platform)
