@@ -108,3 +108,33 @@ def test_cpu_description_names_family_model_and_avx512():
     assert cpu_description(no_avx512) == "AMD EPYC (cpu family 26, model 2)"
     assert cpu_description("model name\t: Some CPU\n") == "Some CPU"
     assert cpu_description() != ""  # this machine's own /proc/cpuinfo (or the platform)
+
+
+def test_dcgan_layers_match_the_model_and_time_both_frameworks():
+    import jax
+    import jax.numpy as jnp
+
+    from benchmarks import dcgan_layers
+    from jaxgan.nets.dcgan import DCGANDiscriminator, DCGANGenerator
+
+    # The benchmarked layers are the 4x4 stride-2 kernels of jaxgan's DCGAN, in order.
+    res, width = 32, 8
+    layers = dcgan_layers.layer_shapes(res, width)
+    d = DCGANDiscriminator(res, 3, width).init(jax.random.PRNGKey(0), jnp.zeros((1, res, res, 3)))
+    g = DCGANGenerator(res, 3, width).init(jax.random.PRNGKey(0), jnp.zeros((1, 100)))
+
+    def strided_kernels(params):
+        leaves = jax.tree_util.tree_flatten_with_path(params)[0]
+        named = [(jax.tree_util.keystr(p), v.shape) for p, v in leaves if "kernel" in str(p)]
+        return [s for _, s in sorted(named) if len(s) == 4 and s[:2] == (4, 4)]
+
+    d_kernels = strided_kernels(d["params"])[:-1]  # the last is the 4x4 'VALID' logit layer
+    want = [(4, 4, layer["cin"], layer["cout"]) for layer in layers]
+    assert d_kernels + strided_kernels(g["params"]) == want
+    assert [layer["input_grad"] for layer in layers] == [False, True, True] * 2
+
+    rows = dcgan_layers.run(resolution=8, batch=2, width=4, repeats=1)
+    assert [r["name"] for r in rows] == ["D0 8x8x3 -> 4x4x4", "G0 4x4x4 -> 8x8x3"]
+    assert all(r["jax_ms"] > 0 and r["torch_ms"] > 0 for r in rows)
+    table = dcgan_layers.markdown(rows)
+    assert "| D0 8x8x3 -> 4x4x4 | kernel |" in table and "| all layers |" in table
