@@ -63,10 +63,8 @@ adjoint (``jax.linear_transpose``) of that strided convolution. Two tiles:
   is 5-8x that of XLA's float32 convolution in RMS, 9-14x at the largest (a few 1e-6 of
   the output's scale on DCGAN's layers; tested), far below what training notices.
 * F(2x2, 2x2): each 2x2 block from a 3x3 block with 9 products instead of 16 (coefficients
-  0 and +-1 only). Used below 2048 output pixels (batch * H * W, :func:`transforms`):
-  there F(4x4, 2x2)'s 25 transformed kernel matrices cost more than its products save
-  (1024 in the measurements below, on a Zen 4 machine; 2048 since, on a Zen 5: see
-  ``_F4_MIN_PIXELS``).
+  0 and +-1 only). Used below 1024 output pixels (batch * H * W, :func:`transforms`):
+  there F(4x4, 2x2)'s 25 transformed kernel matrices cost more than its products save.
 
 Forward + both gradients (a ``/tmp`` script, jit, median of 7; XLA's form is
 ``layers.conv_strided``), F(2x2, 2x2) -> F(4x4, 2x2): DCGAN 64's critic, batch 64,
@@ -134,13 +132,8 @@ AT2 = np.array([[1, 1, 0], [0, 1, 1]], np.float64)
 # (BT, G, AT); AT's rows are the outputs per tile and axis.
 F2_3, F2_2, F4_2 = (BT, G, AT), (BT2, G2, AT2), (BT4, G4, AT4)
 # 2x2 kernels with fewer output pixels (batch * H * W) than this take F(2x2, 2x2): there
-# F(4x4, 2x2)'s 25 transformed kernel matrices (against 9) cost more than its products save
-# (its matrix products have only pixels / 16 rows). The threshold was 1024 until the
-# project's CPU machine became a Zen 5 (AMD family 26), where at 1024 pixels F(2x2, 2x2)
-# is faster: DCGAN 64's 8x8x256 -> 4x4x512 (batch 64) 32.1 -> 27.8 ms, DCGAN 32's
-# 8x8x128 -> 4x4x256 8.4 -> 7.8 ms, while at 4096 F(4x4, 2x2) stays much faster (DCGAN
-# 32's 16x16x64 -> 8x8x128 8.6 ms against 14.1; ``python -m benchmarks.dcgan_layers``).
-_F4_MIN_PIXELS = 2048
+# F(4x4, 2x2)'s 25 transformed kernel matrices (against 9) cost more than its products save.
+_F4_MIN_PIXELS = 1024
 
 # The rule (see the table above): both channel counts at least _MIN_CHANNELS, and, when
 # neither exceeds _FEW_CHANNELS, at most _MAX_PIXELS output pixels (batch * H * W).
