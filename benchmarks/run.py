@@ -696,7 +696,29 @@ def run_bench(
 
 def machine() -> dict[str, Any]:
     """nproc, CPU model, memory, versions, date, load."""
-    return {"nproc": os.cpu_count(), "cpu": cpu_description(), **_machine_rest()}
+    mem_gb = None
+    with contextlib.suppress(OSError), open("/proc/meminfo") as f:
+        mem_gb = round(int(f.readline().split()[1]) / 2**20, 1)
+
+    def version(pkg: str) -> str:
+        try:
+            return importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            return "not installed"
+
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu_description(),
+        "memory_gb": mem_gb,
+        "python": platform.python_version(),
+        "jax": version("jax"),
+        "jaxlib": version("jaxlib"),
+        "flax": version("flax"),
+        "torch": version("torch"),
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "loadavg_start": os.getloadavg(),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+    }
 
 
 def cpu_description(cpuinfo: str | None = None) -> str:
@@ -720,30 +742,6 @@ def cpu_description(cpuinfo: str | None = None) -> str:
     if "avx512f" in fields.get("flags", "").split():
         extra.append("AVX-512")
     return f"{name} ({', '.join(extra)})" if extra else name
-
-
-def _machine_rest() -> dict[str, Any]:
-    mem_gb = None
-    with contextlib.suppress(OSError), open("/proc/meminfo") as f:
-        mem_gb = round(int(f.readline().split()[1]) / 2**20, 1)
-
-    def version(pkg: str) -> str:
-        try:
-            return importlib.metadata.version(pkg)
-        except importlib.metadata.PackageNotFoundError:
-            return "not installed"
-
-    return {
-        "memory_gb": mem_gb,
-        "python": platform.python_version(),
-        "jax": version("jax"),
-        "jaxlib": version("jaxlib"),
-        "flax": version("flax"),
-        "torch": version("torch"),
-        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "loadavg_start": os.getloadavg(),
-        "xla_flags": os.environ.get("XLA_FLAGS", ""),
-    }
 
 
 def _fmt(v: float | None, digits: int = 1) -> str:
