@@ -14,6 +14,7 @@ from jaxgan.nets.dcgan import DCGANDiscriminator, DCGANGenerator
 from jaxgan.nets.layers import (
     Conv,
     ConvTranspose,
+    conv_padded,
     conv_strided,
     conv_transpose_polyphase,
     conv_transpose_same,
@@ -298,6 +299,35 @@ def test_zero_padded_3x3_conv_keeps_the_padding_as_a_convolution_attribute():
     three = hlo((3, 3))
     assert "stablehlo.pad" not in three and "pad = [[1, 1], [1, 1]]" in three
     assert "stablehlo.pad" in hlo((4, 4))
+
+
+_ORDINARY = "[b, 0, 1, f]x[0, 1, i, o]->[b, 0, 1, f]"
+
+
+def _conv_dims(hlo: str) -> list[str]:
+    return re.findall(r"dim_numbers = (\[[^\]]*\]x\[[^\]]*\]->\[[^\]]*\])", hlo)
+
+
+@pytest.mark.parametrize("pads", [((1, 1), (1, 1)), ((0, 2), (2, 1))])
+def test_conv_padded_equals_lax_conv_to_second_order_with_ordinary_gradients(pads):
+    x, kernel = _normal(40, (2, 7, 6, 5)), _normal(41, (3, 3, 5, 4))
+    plain = lambda x, k: jax.lax.conv_general_dilated(
+        x, k, (1, 1), pads, dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+    mine = lambda x, k: conv_padded(x, k, pads)
+    np.testing.assert_allclose(mine(x, kernel), plain(x, kernel), atol=1e-5)
+    loss = lambda f: lambda x, k: jnp.sum(jnp.sin(f(x, k)))
+    grads = lambda f: jax.grad(loss(f), argnums=(0, 1))
+    for a, b in zip(grads(mine)(x, kernel), grads(plain)(x, kernel), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+    # A gradient penalty's second derivatives (with respect to the kernel) agree too.
+    penalty = lambda f: jax.grad(lambda k: jnp.sum(jax.grad(loss(f))(x, k) ** 2))
+    np.testing.assert_allclose(penalty(mine)(kernel), penalty(plain)(kernel), rtol=1e-3, atol=1e-3)
+    # Forward, input and weight gradients are all ordinary NHWC/HWIO convolutions; JAX's
+    # own rules are not (XLA on CPU runs those slowly inside a loop body).
+    lowered = lambda f: jax.jit(grads(f)).lower(x, kernel).as_text()
+    assert _conv_dims(lowered(mine)) == [_ORDINARY] * 3
+    assert set(_conv_dims(lowered(plain))) != {_ORDINARY}
 
 
 def test_conv_valid_tiled_equals_one_convolution(monkeypatch):

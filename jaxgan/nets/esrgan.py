@@ -16,6 +16,9 @@ Residual dense block (RDB), with ``beta = residual_scale`` (0.2)::
 
 Residual-in-residual dense block: ``RRDB(x) = x + beta * RDB3(RDB2(RDB1(x)))``. So with all
 inner convolutions zero an RDB is the identity and an RRDB multiplies by ``1 + beta``.
+The ``B`` RRDBs hold their parameters stacked (``params['blocks']``, leading axis ``B``)
+and run as one ``lax.scan`` (:func:`scan_rrdbs`): the paper-size step compiles in a third
+of the time it took with 23 unrolled blocks, and runs as fast.
 
 Initialisation (:func:`jaxgan.nets.srgan.init_sr_variables`): Kaiming-normal times 0.1
 inside the RRDBs (named ``block*``), as BasicSR's ``default_init_weights(..., 0.1)``;
@@ -34,6 +37,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
+from jax.ad_checkpoint import checkpoint_name
 
 from jaxgan.nets.layers import Conv
 from jaxgan.nets.srgan import upsample_stages
@@ -41,6 +45,14 @@ from jaxgan.nets.srgan import upsample_stages
 Array = jax.Array
 
 _PAD1 = ((1, 1), (1, 1))
+
+
+_SAVED = "rrdb_saved"
+
+
+def _saved(x: Array) -> Array:
+    """Mark ``x`` as kept for the backward pass of the scanned RRDBs (:func:`scan_rrdbs`)."""
+    return checkpoint_name(x, _SAVED)
 
 
 def _conv(features: int, name: str) -> Conv:
@@ -59,9 +71,9 @@ class ResidualDenseBlock(nn.Module):
         outs = [x]
         for i in range(4):
             y = _conv(self.growth, f"conv{i + 1}")(jnp.concatenate(outs, axis=-1))
-            outs.append(nn.leaky_relu(y, 0.2))
+            outs.append(nn.leaky_relu(_saved(y), 0.2))
         x5 = _conv(self.features, "conv5")(jnp.concatenate(outs, axis=-1))
-        return x + self.residual_scale * x5
+        return _saved(x + self.residual_scale * x5)
 
 
 class RRDB(nn.Module):
@@ -91,6 +103,11 @@ class RRDBNet(nn.Module):
 
     ``train`` is accepted for a common generator signature; the network has no BatchNorm
     or dropout, so it changes nothing.
+
+    The ``n_blocks`` RRDBs run as one ``lax.scan`` over parameters stacked along a
+    leading block axis (``params['blocks']['rdb0']['conv1']['kernel']`` has shape
+    ``(n_blocks, 3, 3, f, g)``), so XLA compiles one RRDB, not 23, and the optimizer
+    updates 30 stacked arrays, not 690 small ones (see :meth:`_trunk`).
     """
 
     scale: int = 4
@@ -105,14 +122,52 @@ class RRDBNet(nn.Module):
         del train
         f = self.features
         feat = _conv(f, "conv_first")(x)
-        y = feat
-        for i in range(self.n_blocks):
-            y = RRDB(f, self.growth, self.residual_scale, name=f"block{i}")(y)
+        y = self._trunk(feat)
         feat = feat + _conv(f, "conv_body")(y)
         for i, r in enumerate(upsample_stages(self.scale)):
             feat = nn.leaky_relu(_conv(f, f"conv_up{i}")(upsample_nearest(feat, r)), 0.2)
         feat = nn.leaky_relu(_conv(f, "conv_hr")(feat), 0.2)
         return _conv(self.channels, "conv_last")(feat)
+
+    def _trunk(self, y: Array) -> Array:
+        """The RRDBs: parameters ``blocks`` (stacked, see :func:`scan_rrdbs`)."""
+        block = RRDB(self.features, self.growth, self.residual_scale, parent=None)
+
+        def init(key: Array, y: Array) -> Any:
+            keys = jax.random.split(key, self.n_blocks)
+            return jax.vmap(lambda k: block.init(k, y)["params"])(keys)
+
+        return scan_rrdbs(block, self.param("blocks", init, y), y)
+
+
+def scan_rrdbs(block: RRDB, stacked: Any, y: Array) -> Array:
+    """Apply ``n`` RRDBs in turn to ``y``: the RRDB module ``block`` with the parameters
+    ``stacked`` (an RRDB's tree, every leaf with a leading axis of length ``n``), as one
+    ``lax.scan`` whose backward pass keeps only the convolution outputs before their
+    activations and the dense blocks' outputs (``jax.checkpoint`` with the names that
+    :func:`_saved` gives) and recomputes the rest (concatenations, activations, Winograd
+    input transforms).
+
+    Compile time is what the scan buys. The paper-size ESRGAN GAN-stage step (23 blocks,
+    batch 4 of 128x128 patches, with VGG19 and the discriminator), on the 2-core CPU
+    machine: with 23 unrolled RRDBs (345 convolutions, 690 parameter arrays, each with its
+    own gradient and Adam update) XLA compiled 7,615 fusions: 5.4 s tracing + 21.9 s XLA
+    compilation. Scanned over stacked parameters: 1,521 fusions, 2.2 + 10.2 s. The step
+    runs in the same time (2.95-3.03 s against 2.91-2.99 s unrolled). Without the
+    checkpoint it took 3.3-3.5 s: the scan keeps every residual of every block in a
+    zero-filled stacked buffer (the Winograd input transforms alone 290 MB). Scanned
+    per-block parameters (stacked at each call) still compiled 4,516 fusions, 2,070 of
+    them the gradients' unstacking fused with Adam. And the scan relies on
+    :func:`jaxgan.nets.layers.conv_padded`: inside a loop body XLA on CPU runs JAX's own
+    convolution gradients about 20x slower (four RRDBs forward + backward: 7.4 s against
+    0.36 s unrolled).
+    """
+    body = jax.checkpoint(
+        lambda y, p: (block.apply({"params": p}, y), None),
+        policy=jax.checkpoint_policies.save_only_these_names(_SAVED),
+    )
+    y, _ = jax.lax.scan(body, y, stacked)
+    return y
 
 
 def receptive_radius_rrdbnet(scale: int, n_blocks: int) -> int:

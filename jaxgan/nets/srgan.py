@@ -31,11 +31,11 @@ module with ``n_stages=5``, ``k=4`` and ``dense_features=100``. The dense layer 
 input size: the discriminator accepts the HR patch size it was built for.
 
 Initialisation (:func:`init_sr_variables`): inside the generator's residual blocks (modules
-named ``block*``) Kaiming-normal weights (fan-in, gain sqrt(2)) times 0.1, as BasicSR
-initialises the trunks of MSRResNet and RRDBNet so that they start close to the identity;
-every other kernel with the standard deviation of PyTorch's default initialisation,
-``1 / sqrt(3 fan_in)`` (what the reference implementations leave there); zero biases,
-BatchNorm scale 1 and bias 0, PReLU slopes 0.25.
+named ``block*``, and RRDBNet's stacked ``blocks``) Kaiming-normal weights (fan-in, gain
+sqrt(2)) times 0.1, as BasicSR initialises the trunks of MSRResNet and RRDBNet so that
+they start close to the identity; every other kernel with the standard deviation of
+PyTorch's default initialisation, ``1 / sqrt(3 fan_in)`` (what the reference
+implementations leave there); zero biases, BatchNorm scale 1 and bias 0, PReLU slopes 0.25.
 """
 
 from __future__ import annotations
@@ -199,6 +199,10 @@ def _path_names(path: tuple[Any, ...]) -> list[str]:
     return [str(getattr(p, "key", p)) for p in path]
 
 
+# The name of a parameter subtree whose leaves stack the blocks along their first axis.
+STACKED_BLOCKS = "blocks"
+
+
 def default_kernel_std(names: list[str], fan_in: int) -> float:
     """The rule of the module docstring: ``0.1 * sqrt(2 / fan_in)`` inside modules named
     ``block*`` (residual blocks), else PyTorch's default ``1 / sqrt(3 fan_in)``."""
@@ -218,7 +222,9 @@ def init_sr_variables(
 
     Kernels are normal with standard deviation ``kernel_std(path names, fan_in)``
     (:func:`default_kernel_std`), ``fan_in`` being the product of all kernel dimensions but
-    the last; every other variable takes the constant of :data:`_CONSTANT_INIT` by its name.
+    the last (and but the first, the block index, under a subtree named
+    :data:`STACKED_BLOCKS`, as RRDBNet's); every other variable takes the constant of
+    :data:`_CONSTANT_INIT` by its name.
     All kernels come from ONE flat normal draw, split and reshaped: XLA on CPU compiles
     each shaped random sampler separately and slowly, so per-layer initialisers make the
     first step of a run compile for tens of seconds. Shapes come from ``jax.eval_shape``
@@ -233,7 +239,9 @@ def init_sr_variables(
     for path, leaf in flat:
         names = _path_names(path)
         if names[-1] == "kernel":
-            fan_in = int(np.prod(leaf.shape[:-1]))
+            # A stack of blocks (RRDBNet's ``blocks``) has the block index as its first axis.
+            stacked = STACKED_BLOCKS in names
+            fan_in = int(np.prod(leaf.shape[1 if stacked else 0 : -1]))
             stds.append(kernel_std(names, fan_in))
         elif names[-1] in _CONSTANT_INIT:
             stds.append(None)
