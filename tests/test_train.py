@@ -208,6 +208,21 @@ def test_bad_input_is_refused_before_compiling(tmp_path):
         train_and_evaluate(cfg)
 
 
+def test_checkpoint_of_another_parameter_layout_is_refused(tmp_path):
+    """Same model description, other tree (e.g. ESRGAN's blocks before they were stacked):
+    a clear error, not a silently mixed state."""
+    meta = {"family": "esrgan", "model": {"n_blocks": 2}}
+    old = {"params": {"block0": {"w": jnp.ones(3)}, "block1": {"w": jnp.ones(3)}}}
+    ckpt = Checkpointer(str(tmp_path), meta)
+    ckpt.save(1, old)
+    ckpt.close()
+    new = {"params": {"blocks": {"w": jnp.ones((2, 3))}}}
+    ckpt = Checkpointer(str(tmp_path), meta)
+    with pytest.raises(CheckpointMismatchError, match="does not fit this model's state"):
+        ckpt.restore(new)
+    ckpt.close()
+
+
 def test_config_overrides_and_smoke():
     cfg = parse_config(
         base_config(),

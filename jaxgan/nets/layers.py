@@ -63,8 +63,9 @@ train steps with ``python -m benchmarks.run``; see its docstring): strided convo
 :func:`conv_strided`, three custom-VJP functions (the convolution, its input gradient, its
 weight gradient) that are each other's derivatives, so a gradient penalty's second
 derivatives stay in the three forms XLA runs fast (JAX's own rules produce a transposed
-form that took ~30x longer: WGAN-GP critic step 2.6 s -> 0.9 s); and convolutions with few
-outputs (an RGB layer) as one matrix product plus shifted sums.
+form that took ~30x longer: WGAN-GP critic step 2.6 s -> 0.9 s); convolutions with few
+outputs (an RGB layer) as one matrix product plus shifted sums; and zero-padded 3x3
+convolutions as :func:`conv_padded`, whose gradients XLA runs fast inside ``lax.scan`` too.
 """
 
 from __future__ import annotations
@@ -756,9 +757,10 @@ class Conv(nn.Module):
       :func:`jaxgan.nets.winograd.use_winograd`): Winograd's F(2x2, 3x3),
       :func:`jaxgan.nets.winograd.conv_winograd` of the padded input, 4/9 of the
       multiply-adds (a CycleGAN 128x128 step: 3.36 -> 2.12 s);
-    * other zero-padded 3x3 stride-1 convolutions: ``lax.conv_general_dilated`` with the
-      padding as its attribute (XLA on CPU runs that up to 3x faster than the convolution
-      of a padded array);
+    * other zero-padded 3x3 stride-1 convolutions: :func:`conv_padded`, the convolution
+      with the padding as its attribute (XLA on CPU runs that up to 3x faster than the
+      convolution of a padded array), whose gradients are ordinary convolutions also
+      inside a loop body (ESRGAN's scanned RRDBs);
     * other stride-1 convolutions: :func:`conv_valid_tiled` of the padded input;
     * on every other backend, ``lax.conv_general_dilated``.
 
