@@ -314,10 +314,11 @@ def _jax_fid(batch: int, image_size: int, dims: int, resize: bool) -> Runner:
 class JaxStepRunner(Runner):
     """A library train step ``step(state, batch) -> (state, metrics)``.
 
-    A ``jax.jit`` object is compiled ahead of time (``lower`` and ``compile`` timed apart)
-    and its executable is what runs; a plain function wrapping one (e.g. a step that
-    commits the state to its devices first) is called as is, and its compile time is its
-    first call minus its second.
+    A ``jax.jit`` object, or a step with ``lower(state, batch)`` like one, is compiled
+    ahead of time (``lower`` and ``compile`` timed apart) and its executable is what runs,
+    called with ``(state, batch, *step.bound_args)`` when the step binds further
+    arguments (ESRGAN's VGG parameters). A plain function wrapping one is called as is,
+    and its compile time is its first call minus its second.
     """
 
     def __init__(self, step: Any, state: Any, batch: dict, images_per_step: int) -> None:
@@ -333,7 +334,9 @@ class JaxStepRunner(Runner):
             t = time.perf_counter()
             self.compiled = lowered.compile()
             t_compile = time.perf_counter() - t
-            self.fn = self.compiled
+            bound = tuple(getattr(step, "bound_args", ()))
+            compiled = self.compiled
+            self.fn = (lambda s, b: compiled(s, b, *bound)) if bound else compiled
             self.info = {"lower_s": t_lower, "compile_s": t_compile, "compile_method": "aot"}
         else:
             self.fn = step

@@ -35,7 +35,7 @@ def test_smoke_runs_every_benchmark_and_writes_json_and_markdown(tmp_path):
         assert r["status"] == "ok", r
         assert r["jax_img_s"] > 0 and r["torch_img_s"] > 0 and r["ratio"] > 0
         assert r["jax_setup"]["compile_s"] >= 0
-        if r["name"].startswith(("dcgan", "wgangp", "cyclegan")):  # library steps with .lower
+        if r["name"].startswith(("dcgan", "wgangp", "cyclegan", "esrgan")):  # steps with .lower
             assert r["jax_setup"]["compile_method"] == "aot", r["jax_setup"]
             assert r["jax_setup"]["lower_s"] >= 0
         assert r["jax_setup"]["images_per_step"] == r["torch_setup"]["images_per_step"]

@@ -270,7 +270,11 @@ def make_train_step(
     compiled step, not constants inside it. Cached on ``(stage, cfg, axis_name)``.
 
     ``axis_name``: the un-jitted per-device step for ``jax.pmap`` over that axis (see
-    :func:`psnr_step`, :func:`gan_step`; the loop's ``parallel='pmap'`` compiles it)."""
+    :func:`psnr_step`, :func:`gan_step`; the loop's ``parallel='pmap'`` compiles it).
+
+    Otherwise ``train_step.lower(state, batch)`` lowers it ahead of time, as ``jax.jit``
+    objects do; the GAN stage's executable then takes ``(state, batch,
+    *train_step.bound_args)`` (the VGG parameters)."""
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
     if stage == "psnr":
@@ -279,7 +283,18 @@ def make_train_step(
         raise ValueError("a perceptual loss needs the VGG19 parameters")
     step = _compiled_step(stage, cfg, axis_name)
     vgg = jax.device_put(vgg_params) if cfg.perceptual else None
-    return functools.partial(_call_gan_step, step, vgg)
+    if axis_name is not None:
+        return functools.partial(_call_gan_step, step, vgg)
+
+    def train_step(state: SRState, batch: dict) -> tuple[SRState, dict]:
+        return step(state, batch, vgg)
+
+    # Ahead of time, as a jax.jit object: lower(state, batch) lowers the jitted step with the
+    # VGG parameters as its third argument; its executable takes (state, batch,
+    # *bound_args) (benchmarks.run times lower and compile apart).
+    train_step.lower = lambda state, batch: step.lower(state, batch, vgg)
+    train_step.bound_args = (vgg,)
+    return train_step
 
 
 def _call_gan_step(step: Callable, vgg: Any, state: SRState, batch: dict) -> tuple[SRState, dict]:
