@@ -40,7 +40,7 @@ from flax import linen as nn
 from jax.ad_checkpoint import checkpoint_name
 
 from jaxgan.nets.layers import Conv
-from jaxgan.nets.srgan import upsample_stages
+from jaxgan.nets.srgan import STACKED_BLOCKS, upsample_stages
 
 Array = jax.Array
 
@@ -137,7 +137,7 @@ class RRDBNet(nn.Module):
             keys = jax.random.split(key, self.n_blocks)
             return jax.vmap(lambda k: block.init(k, y)["params"])(keys)
 
-        return scan_rrdbs(block, self.param("blocks", init, y), y)
+        return scan_rrdbs(block, self.param(STACKED_BLOCKS, init, y), y)
 
 
 def scan_rrdbs(block: RRDB, stacked: Any, y: Array) -> Array:

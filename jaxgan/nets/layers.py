@@ -442,10 +442,17 @@ def space_to_depth_operands(
     return x, k
 
 
-def _conv_valid_plain(x: Array, k: Array, precision: Any) -> Array:
+Pads = tuple[tuple[int, int], tuple[int, int]]
+
+
+def _conv_padded_plain(x: Array, k: Array, pads: Pads, precision: Any) -> Array:
     return jax.lax.conv_general_dilated(
-        x, k, (1, 1), "VALID", dimension_numbers=_NHWC, precision=precision
+        x, k, (1, 1), pads, dimension_numbers=_NHWC, precision=precision
     )
+
+
+def _conv_valid_plain(x: Array, k: Array, precision: Any) -> Array:
+    return _conv_padded_plain(x, k, ((0, 0), (0, 0)), precision)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
@@ -489,15 +496,6 @@ def _conv_valid_bwd(precision: Any, res: tuple[Array, Array], g: Array) -> tuple
 
 
 conv_valid.defvjp(_conv_valid_fwd, _conv_valid_bwd)
-
-
-Pads = tuple[tuple[int, int], tuple[int, int]]
-
-
-def _conv_padded_plain(x: Array, k: Array, pads: Pads, precision: Any) -> Array:
-    return jax.lax.conv_general_dilated(
-        x, k, (1, 1), pads, dimension_numbers=_NHWC, precision=precision
-    )
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))

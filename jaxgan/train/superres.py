@@ -283,17 +283,10 @@ def make_train_step(
         raise ValueError("a perceptual loss needs the VGG19 parameters")
     step = _compiled_step(stage, cfg, axis_name)
     vgg = jax.device_put(vgg_params) if cfg.perceptual else None
-    if axis_name is not None:
-        return functools.partial(_call_gan_step, step, vgg)
-
-    def train_step(state: SRState, batch: dict) -> tuple[SRState, dict]:
-        return step(state, batch, vgg)
-
-    # Ahead of time, as a jax.jit object: lower(state, batch) lowers the jitted step with the
-    # VGG parameters as its third argument; its executable takes (state, batch,
-    # *bound_args) (benchmarks.run times lower and compile apart).
-    train_step.lower = lambda state, batch: step.lower(state, batch, vgg)
-    train_step.bound_args = (vgg,)
+    train_step = functools.partial(_call_gan_step, step, vgg)
+    if axis_name is None:
+        train_step.lower = lambda state, batch: step.lower(state, batch, vgg)
+        train_step.bound_args = (vgg,)
     return train_step
 
 
