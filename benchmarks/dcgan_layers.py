@@ -9,8 +9,8 @@ the input for every layer but the first of each network (a train step needs no g
 of the images or of the noise): jaxgan's :class:`jaxgan.nets.layers.Conv` /
 :class:`~jaxgan.nets.layers.ConvTranspose` under ``jax.jit`` against ``torch.nn.Conv2d`` /
 ``ConvTranspose2d`` in eager mode, no bias, float32, the median of ``--repeats`` calls after
-two untimed ones, both in this process (PyTorch with as many threads as the machine has
-cores). It prints a Markdown table with the ratio PyTorch / jaxgan time per layer (> 1:
+two untimed ones, both in this process (PyTorch with one thread per core this process may
+use). It prints a Markdown table with the ratio PyTorch / jaxgan time per layer (> 1:
 jaxgan is faster).
 
 This is where a train step's gap to PyTorch shows by layer: a DCGAN step also runs each
@@ -22,11 +22,10 @@ steps themselves.
 from __future__ import annotations
 
 import argparse
-import os
-import statistics
-import time
-from collections.abc import Callable
 from typing import Any
+
+from benchmarks.run import usable_cores
+from benchmarks.timing import median_seconds
 
 
 def layer_shapes(resolution: int, width: int, channels: int = 3) -> list[dict[str, Any]]:
@@ -54,17 +53,6 @@ def layer_shapes(resolution: int, width: int, channels: int = 3) -> list[dict[st
     return out
 
 
-def _median_seconds(fn: Callable[[], Any], repeats: int) -> float:
-    fn()
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
 def time_jax(layer: dict[str, Any], batch: int, repeats: int) -> float:
     import jax
     import jax.numpy as jnp
@@ -85,7 +73,7 @@ def time_jax(layer: dict[str, Any], batch: int, repeats: int) -> float:
         return jnp.sum(y * y)
 
     grad = jax.jit(jax.grad(loss, (0, 1) if layer["input_grad"] else 0))
-    return _median_seconds(lambda: jax.block_until_ready(grad(params, x)), repeats)
+    return median_seconds(lambda: jax.block_until_ready(grad(params, x)), repeats)
 
 
 def time_torch(layer: dict[str, Any], batch: int, repeats: int) -> float:
@@ -103,14 +91,14 @@ def time_torch(layer: dict[str, Any], batch: int, repeats: int) -> float:
         y = module(x)
         (y * y).sum().backward()
 
-    return _median_seconds(step, repeats)
+    return median_seconds(step, repeats)
 
 
 def run(resolution: int, batch: int, width: int, repeats: int) -> list[dict[str, Any]]:
     """Time every layer in both frameworks; one row per layer."""
     import torch
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(usable_cores())
     rows = []
     for layer in layer_shapes(resolution, width):
         jax_s = time_jax(layer, batch, repeats)

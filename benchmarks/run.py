@@ -25,8 +25,9 @@ Also measured:
   (``compiled.memory_analysis()``: arguments + outputs + temporaries - aliased). GPU:
   ``torch.cuda.max_memory_allocated`` and jax's ``device.memory_stats()['peak_bytes_in_use']``.
 
-Threads: both frameworks get every core the machine has (``nproc``): PyTorch through
-``torch.set_num_threads`` (and one inter-op thread), XLA by default. PyTorch's OpenMP
+Threads: both frameworks get every core this process may use (``usable_cores``, which
+honours ``taskset`` and container CPU sets; ``nproc`` counts the machine's): PyTorch
+through ``torch.set_num_threads`` (and one inter-op thread), XLA by default. PyTorch's OpenMP
 threads are run with ``OMP_WAIT_POLICY=PASSIVE`` (``--torch-omp-wait default`` keeps
 libgomp's spinning default): on a shared machine the spinning threads wait for each other
 and collapse (DCGAN 32x32 went from ~40 to ~11 img/s at load ~6 on 2 cores).
@@ -465,6 +466,15 @@ def _reset_peak_rss() -> None:
         f.write("5")
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (``taskset``, container CPU sets), which
+    ``os.cpu_count()`` ignores: PyTorch gets one thread per core, as XLA sizes its pools."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # no sched_getaffinity on this platform
+        return os.cpu_count() or 1
+
+
 class Worker:
     """One framework's process: builds runners and times them on command."""
 
@@ -477,7 +487,7 @@ class Worker:
 
             from benchmarks.torch_refs import set_threads
 
-            set_threads(os.cpu_count() or 1)
+            set_threads(usable_cores())
             self.device = "cuda" if torch.cuda.is_available() else "cpu"
             if self.device == "cuda":
                 torch.backends.cudnn.benchmark = True
@@ -486,7 +496,7 @@ class Worker:
             import jax
 
             self.device = jax.devices()[0].platform
-            self.threads = os.cpu_count() or 1
+            self.threads = usable_cores()
 
     def setup(self, name: str, kw: dict[str, Any]) -> dict[str, Any]:
         self.runner = None
@@ -712,6 +722,7 @@ def machine() -> dict[str, Any]:
 
     return {
         "nproc": os.cpu_count(),
+        "usable_cores": usable_cores(),
         "cpu": cpu_description(),
         "memory_gb": mem_gb,
         "python": platform.python_version(),

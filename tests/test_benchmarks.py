@@ -141,3 +141,41 @@ def test_dcgan_layers_match_the_model_and_time_both_frameworks():
     assert all(r["jax_ms"] > 0 and r["torch_ms"] > 0 for r in rows)
     table = dcgan_layers.markdown(rows)
     assert "| D0 8x8x3 -> 4x4x4 | kernel |" in table and "| all layers |" in table
+
+
+def test_median_seconds_warms_up_then_takes_the_median_of_the_timed_calls():
+    from benchmarks.timing import median_seconds
+
+    calls = []
+
+    def fn():
+        calls.append(None)
+        time.sleep(0.02 if len(calls) == 4 else 0.0)  # one slow timed call
+
+    assert median_seconds(fn, repeats=3, warmup=2) < 0.01  # the outlier is not the median
+    assert len(calls) == 5
+
+
+def test_conv_threads_pins_workers_and_reports_the_speedup_per_layer():
+    from benchmarks import conv_threads
+
+    # The full-size rows: the dense block's five layers in three layouts of 4,096 pixels.
+    assert conv_threads.LAYERS == ((64, 32), (96, 32), (128, 32), (160, 32), (192, 64))
+    assert {b * h * w for b, h, w in conv_threads.SHAPES} == {4096}
+    assert conv_threads.gflop(4, 32, 32, 192, 64) == 2 * 4096 * 9 * 192 * 64 / 1e9
+
+    rows = conv_threads.run(repeats=1, smoke=True)  # one pinned process per framework and count
+    all_cores = len(os.sched_getaffinity(0))
+    assert {(r["framework"], r["cores"]) for r in rows} == {
+        (fw, n) for fw in conv_threads.FRAMEWORKS for n in {1, all_cores}
+    }
+    for r in rows:
+        assert r["shape"] == "2x8x8" and r["layer"] == "8 -> 4"
+        flop = conv_threads.gflop(2, 8, 8, 8, 4)
+        assert abs(r["forward_gflops"] * r["forward_ms"] / 1e3 - flop) < 1e-9 * flop + 1e-12
+        assert r["forward_backward_ms"] > 0
+    table = conv_threads.markdown(rows)
+    by = {(r["framework"], r["cores"]): r for r in rows}
+    for fw in conv_threads.FRAMEWORKS:
+        speedup = by[fw, all_cores]["forward_gflops"] / by[fw, 1]["forward_gflops"]
+        assert f"| {fw} | 2x8x8 | 8 -> 4 |" in table and f"| {speedup:.2f} |" in table
