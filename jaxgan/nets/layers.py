@@ -625,8 +625,32 @@ def _conv_dx(g: Array, k: Array, geo: _ConvGeometry, x_shape: tuple[int, ...]) -
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def _conv_dw(x: Array, g: Array, geo: _ConvGeometry, k_shape: tuple[int, ...]) -> Array:
-    zeros = jnp.zeros(k_shape, g.dtype)
-    return jax.vjp(lambda k: _strided_plain(x, k, geo), zeros)[1](g)[0]
+    # dw[i, j, c, o] = sum_{b, y, x} x_padded[b, s*y + i, s*x + j, c] g[b, y, x, o]: a
+    # stride-1 convolution of x (channels as the batch, batch as the feature) with g as an
+    # rhs-dilated kernel, in NHWC/HWIO. That is the form XLA on CPU rewrites JAX's own
+    # weight gradient into in a straight-line program, but not inside a loop body: there
+    # JAX's form ran on a slow generic path (a WGAN-GP step with its critic updates
+    # under lax.scan: 1.31-1.35 s against 0.39-0.42 s unrolled; written this way, 0.41 s).
+    strides, pads = geo
+    # Input rows and columns past the last window (when the stride does not divide the
+    # padded extent) are read by no output: drop them from the high padding, or from x.
+    pads_used = []
+    for axis, (s, (lo, hi)) in enumerate(zip(strides, pads, strict=True)):
+        extent, taps, outputs = x.shape[1 + axis], k_shape[axis], g.shape[1 + axis]
+        hi -= extent + lo + hi - ((outputs - 1) * s + taps)
+        if hi < 0:
+            x = jax.lax.slice_in_dim(x, 0, extent + hi, axis=1 + axis)
+            hi = 0
+        pads_used.append((lo, hi))
+    dw_t = jax.lax.conv_general_dilated(
+        x.transpose(3, 1, 2, 0),
+        g.transpose(1, 2, 0, 3),
+        (1, 1),
+        pads_used,
+        rhs_dilation=strides,
+        dimension_numbers=_NHWC,
+    )
+    return dw_t.transpose(1, 2, 0, 3).astype(g.dtype)
 
 
 def _conv_f_fwd(x, k, geo):
