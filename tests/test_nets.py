@@ -298,7 +298,7 @@ def test_conv_strided_weight_gradient_is_an_ordinary_convolution(x_hw, k_hw, str
     """``conv_strided``'s weight gradient equals JAX's and is written as an NHWC/HWIO
     convolution with an rhs dilation, channels as the batch: the form XLA on CPU runs fast
     also inside a loop body. JAX's own is not in that form (a WGAN-GP step with its critic
-    updates under ``lax.scan`` took 1.31-1.35 s instead of about 0.41 s)."""
+    updates under ``lax.scan`` took 1.31-1.35 s, 0.43 s with this form)."""
     x, kernel = _normal(23, (2, *x_hw, 3)), _normal(24, (*k_hw, 3, 5))
     direct = lambda x, k: jax.lax.conv_general_dilated(
         x, k, strides, pads, dimension_numbers=("NHWC", "HWIO", "NHWC")

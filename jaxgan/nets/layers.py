@@ -630,7 +630,7 @@ def _conv_dw(x: Array, g: Array, geo: _ConvGeometry, k_shape: tuple[int, ...]) -
     # rhs-dilated kernel, in NHWC/HWIO. That is the form XLA on CPU rewrites JAX's own
     # weight gradient into in a straight-line program, but not inside a loop body: there
     # JAX's form ran on a slow generic path (a WGAN-GP step with its critic updates
-    # under lax.scan: 1.31-1.35 s against 0.39-0.42 s unrolled; written this way, 0.41 s).
+    # under lax.scan: 1.31-1.35 s against 0.39-0.42 s unrolled; written this way, 0.43 s).
     strides, pads = geo
     # Input rows and columns past the last window (when the stride does not divide the
     # padded extent) are read by no output: drop them from the high padding, or from x.
