@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+import textwrap
 
 import flax.linen as nn
 import jax
@@ -654,3 +658,65 @@ def test_dcgan_discriminator_rejects_wrong_input_shape_and_norm():
         DCGANDiscriminator(resolution=8, channels=3, norm="instance").init(
             KEY, jnp.zeros((1, 8, 8, 3))
         )
+
+
+def test_custom_gradients_work_under_shard_map_and_equal_one_device():
+    """Inside ``jax.shard_map`` (with its type checks on), the custom-VJP convolutions
+    (``conv_padded``, ``conv_strided``, ``conv_valid``, ``conv_valid_few_outputs``) and
+    the networks built on them (DCGAN's Winograd and transposed layers, the scanned RRDBs)
+    give a kernel replicated over a sharded batch the gradient of the whole batch, first
+    and second order (a gradient penalty), equal to one device's."""
+    script = textwrap.dedent(
+        """
+        import jax, jax.numpy as jnp, numpy as np
+        from jax.sharding import PartitionSpec as P
+        from jaxgan.nets.dcgan import DCGANDiscriminator, DCGANGenerator
+        from jaxgan.nets.esrgan import RRDBNet
+        from jaxgan.nets.layers import (
+            conv_padded, conv_strided, conv_valid, conv_valid_few_outputs)
+
+        mesh = jax.make_mesh((2,), ("b",), axis_types=(jax.sharding.AxisType.Auto,))
+        rng = np.random.default_rng(0)
+        close = lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+        x = jnp.asarray(rng.standard_normal((4, 8, 8, 5)), jnp.float32)
+        convs = {
+            "padded": (lambda x, k: conv_padded(x, k, ((1, 1), (1, 1))), 3),
+            "strided": (lambda x, k: conv_strided(x, k, (2, 2), ((1, 1), (1, 1))), 4),
+            "valid": (conv_valid, 3),
+            "few": (lambda x, k: conv_valid_few_outputs(x, k[..., :2]), 3),
+        }
+        for name, (f, t) in convs.items():
+            k = jnp.asarray(rng.standard_normal((t, t, 5, 6)), jnp.float32)
+            loss = lambda k, x, f=f: jnp.sum(jnp.sin(f(x, k)))
+            penalty = lambda k, x, loss=loss: jnp.sum(jax.grad(loss, argnums=1)(k, x) ** 2)
+            both = lambda k, x, loss=loss, penalty=penalty: (
+                *jax.grad(loss, argnums=(0, 1))(k, x), jax.grad(penalty)(k, x))
+            sharded = jax.shard_map(
+                both, mesh=mesh, in_specs=(P(), P("b")), out_specs=(P(), P("b"), P()))
+            for a, b in zip(jax.jit(sharded)(k, x), both(k, x), strict=True):
+                close(a, b)
+            print(name, "ok")
+        nets = {
+            "dcgan_d": (DCGANDiscriminator(16, 3, 64, norm="none"), (4, 16, 16, 3)),
+            "dcgan_g": (DCGANGenerator(16, 3, 64), (4, 100)),
+            "rrdbnet": (RRDBNet(scale=2, features=8, growth=4, n_blocks=2), (4, 8, 8, 3)),
+        }
+        for name, (net, shape) in nets.items():
+            z = jnp.asarray(rng.standard_normal(shape), jnp.float32)
+            v = net.init(jax.random.key(0), z)
+            loss = lambda p, z, net=net, v=v: jnp.sum(
+                jnp.sin(net.apply({**v, "params": p}, z, train=False)))
+            sharded = jax.shard_map(
+                jax.grad(loss), mesh=mesh, in_specs=(P(), P("b")), out_specs=P())
+            got, want = jax.jit(sharded)(v["params"], z), jax.grad(loss)(v["params"], z)
+            jax.tree.map(close, got, want)
+            print(name, "ok")
+        print("OK")
+        """
+    )
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    env["JAX_PLATFORMS"] = "cpu"
+    res = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert res.returncode == 0 and "OK" in res.stdout, res.stdout + res.stderr[-3000:]

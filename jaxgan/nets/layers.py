@@ -309,7 +309,9 @@ def conv_transpose_adjoint(
         strided = lambda z: winograd.conv_winograd(
             *space_to_depth_operands(z, flipped, geo_s, pads)
         )
-        return jax.linear_transpose(strided, jax.ShapeDtypeStruct(out_shape, x.dtype))(x)[0]
+        # The example primal carries x's shard_map type (varying along x's axes).
+        primal = _like_primal(jnp.zeros(out_shape, x.dtype), x)
+        return jax.linear_transpose(strided, primal)(x)[0]
     return _conv_dx(x, flipped, (geo_s, tuple(pads)), out_shape)
 
 
@@ -455,6 +457,26 @@ def _conv_valid_plain(x: Array, k: Array, precision: Any) -> Array:
     return _conv_padded_plain(x, k, ((0, 0), (0, 0)), precision)
 
 
+def _varying_axes(x: Any) -> frozenset:
+    """The ``jax.shard_map`` mesh axes along which ``x`` varies (empty outside one)."""
+    manual = getattr(jax.typeof(x), "manual_axis_type", None)
+    return frozenset(getattr(manual, "varying", ()))
+
+
+def _like_primal(ct: Array, primal: Array) -> Array:
+    """A custom-VJP cotangent given the ``shard_map`` type of its primal, as JAX requires
+    of a backward rule (with ``check_vma``): summed over the axes along which it varies and
+    the primal does not (a kernel replicated over a sharded batch gets the whole batch's
+    gradient, as JAX's own rules give it), marked varying along those the primal varies
+    over. Outside ``shard_map`` it is ``ct``."""
+    have, want = _varying_axes(ct), _varying_axes(primal)
+    if have - want:
+        ct = jax.lax.psum(ct, tuple(sorted(have - want)))
+    if want - have:
+        ct = jax.lax.pcast(ct, tuple(sorted(want - have)), to="varying")
+    return ct
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def conv_valid(x: Array, kernel: Array, precision: Any = None) -> Array:
     """Stride-1 'VALID' convolution (NHWC, HWIO) whose backward pass is written as plain
@@ -492,7 +514,7 @@ def _conv_valid_bwd(precision: Any, res: tuple[Array, Array], g: Array) -> tuple
         for j in range(kw)
     ]
     dw = jnp.stack(taps).reshape(kernel.shape)
-    return dx.astype(x.dtype), dw.astype(kernel.dtype)
+    return _like_primal(dx.astype(x.dtype), x), _like_primal(dw.astype(kernel.dtype), kernel)
 
 
 conv_valid.defvjp(_conv_valid_fwd, _conv_valid_bwd)
@@ -532,7 +554,8 @@ def _conv_padded_bwd(pads: Pads, precision: Any, res: tuple[Array, Array], g: Ar
     # dw[i, j, c, o] = sum_{b, y, x} x_padded[b, y + i, x + j, c] g[b, y, x, o]: a
     # convolution of x (channels as the batch, batch as the feature) with g as the kernel.
     dw_t = _conv_padded_plain(x.transpose(3, 1, 2, 0), g.transpose(1, 2, 0, 3), pads, precision)
-    return dx.astype(x.dtype), dw_t.transpose(1, 2, 0, 3).astype(kernel.dtype)
+    dw = dw_t.transpose(1, 2, 0, 3).astype(kernel.dtype)
+    return _like_primal(dx.astype(x.dtype), x), _like_primal(dw, kernel)
 
 
 conv_padded.defvjp(_conv_padded_fwd, _conv_padded_bwd)
@@ -614,7 +637,7 @@ _DX_SPACE_TO_DEPTH_MIN_CHANNELS = 16
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def _conv_dx(g: Array, k: Array, geo: _ConvGeometry, x_shape: tuple[int, ...]) -> Array:
-    zeros = jnp.zeros(x_shape, g.dtype)
+    zeros = _like_primal(jnp.zeros(x_shape, g.dtype), g)  # varying where g is (shard_map)
     strides, pads = geo
     divides = k.shape[0] % strides[0] == 0 and k.shape[1] % strides[1] == 0
     large = x_shape[1] * x_shape[2] >= _DX_SPACE_TO_DEPTH_MIN_PIXELS
@@ -659,7 +682,9 @@ def _conv_f_fwd(x, k, geo):
 
 def _conv_f_bwd(geo, res, g):
     x, k = res
-    return _conv_dx(g, k, geo, x.shape), _conv_dw(x, g, geo, k.shape)
+    return _like_primal(_conv_dx(g, k, geo, x.shape), x), _like_primal(
+        _conv_dw(x, g, geo, k.shape), k
+    )
 
 
 def _conv_dx_fwd(g, k, geo, x_shape):
@@ -668,7 +693,7 @@ def _conv_dx_fwd(g, k, geo, x_shape):
 
 def _conv_dx_bwd(geo, x_shape, res, u):
     g, k = res
-    return _conv_f(u, k, geo), _conv_dw(u, g, geo, k.shape)
+    return _like_primal(_conv_f(u, k, geo), g), _like_primal(_conv_dw(u, g, geo, k.shape), k)
 
 
 def _conv_dw_fwd(x, g, geo, k_shape):
@@ -677,7 +702,7 @@ def _conv_dw_fwd(x, g, geo, k_shape):
 
 def _conv_dw_bwd(geo, k_shape, res, v):
     x, g = res
-    return _conv_dx(g, v, geo, x.shape), _conv_f(x, v, geo)
+    return _like_primal(_conv_dx(g, v, geo, x.shape), x), _like_primal(_conv_f(x, v, geo), g)
 
 
 _conv_f.defvjp(_conv_f_fwd, _conv_f_bwd)
