@@ -30,6 +30,7 @@ import subprocess
 import sys
 from typing import Any
 
+from benchmarks.run import usable_cores
 from benchmarks.timing import median_seconds
 
 # (in, out) channels of a dense block's five convolutions (features 64, growth 32).
@@ -121,7 +122,7 @@ def pin_to_cores(n: int) -> int:
     Call before JAX or PyTorch load: their thread pools size themselves by it."""
     allowed = sorted(os.sched_getaffinity(0))
     os.sched_setaffinity(0, allowed[: max(1, n)])
-    return len(os.sched_getaffinity(0))
+    return usable_cores()
 
 
 def worker(framework: str, cores: int, repeats: int, smoke: bool) -> list[dict[str, Any]]:
@@ -142,7 +143,7 @@ def worker(framework: str, cores: int, repeats: int, smoke: bool) -> list[dict[s
 
 def run(repeats: int, smoke: bool = False) -> list[dict[str, Any]]:
     """Every framework on one core and on all, each in a fresh pinned process."""
-    all_cores = len(os.sched_getaffinity(0))
+    all_cores = usable_cores()
     frameworks = [f for f in FRAMEWORKS if f == "jax" or importlib.util.find_spec("torch")]
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     rows: list[dict[str, Any]] = []
