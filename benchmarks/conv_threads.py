@@ -6,17 +6,20 @@ For each convolution of an ESRGAN residual dense block (3x3, stride 1, zero 'SAM
 padding: 64, 96, 128, 160 -> 32 and 192 -> 64 channels) it times the forward pass and
 forward + backward (input and weight gradients) on the same 4,096 pixels laid out three
 ways: batch 4 of 32x32 (the RRDB trunk at the benchmark's 128x128 patches), batch 16 of
-16x16, and batch 1 of 32x128 (four 32x32 images side by side). jaxgan's
-:func:`jaxgan.nets.layers.conv_padded` (the convolution its ``Conv`` runs for these
-layers on CPU) under ``jax.jit`` against ``torch.nn.functional.conv2d`` in eager mode,
-float32, the median of ``--repeats`` calls. Each framework runs twice, in a fresh process
-pinned to one core (``os.sched_setaffinity`` before the framework loads, so that its
-thread pools have one thread) and in one with all the cores this process may use, and the
-table gives GFLOP/s and the speedup from one core to all of them.
+16x16, and batch 1 of 32x128 (four 32x32 images side by side), in jaxgan's two forms under
+``jax.jit``: :func:`jaxgan.nets.layers.conv_padded` (XLA's convolution, with the padding
+as its attribute) and :func:`jaxgan.nets.layers.conv_taps` (matrix products over the
+kernel's taps; what ``Conv`` runs on CPU for the 32-output layers), against
+``torch.nn.functional.conv2d`` in eager mode, float32, the median of ``--repeats`` calls.
+Each framework runs twice, in a fresh process pinned to one core
+(``os.sched_setaffinity`` before the framework loads, so that its thread pools have one
+thread) and in one with all the cores this process may use, and the table gives GFLOP/s
+and the speedup from one core to all of them.
 
-Why it exists: the scanned RRDB trunk runs at about half of PyTorch's speed on the 2-core
-benchmark machine, and this shows where the difference lies: the per-core rates are
-close, but XLA's YNNPACK convolutions of these shapes run on one thread (see the README,
+Why it exists: XLA's YNNPACK convolutions of these shapes run on one thread (a batch of
+32x32 images with 32 or 64 outputs is one tile), so the scanned RRDB trunk ran at about
+half of PyTorch's speed on the 2-core benchmark machine although the per-core rates are
+close; the matrix products of ``conv_taps`` are split across the cores (see the README,
 "What ESRGAN at 23 blocks misses"). Without PyTorch installed, only jaxgan is timed.
 """
 
@@ -38,6 +41,8 @@ LAYERS: tuple[tuple[int, int], ...] = ((64, 32), (96, 32), (128, 32), (160, 32),
 # (batch, height, width): the same pixels, laid out three ways.
 SHAPES: tuple[tuple[int, int, int], ...] = ((4, 32, 32), (16, 16, 16), (1, 32, 128))
 FRAMEWORKS = ("jax", "torch")
+# jaxgan's forms of these layers, each a row of the table ("jax conv_padded", ...).
+JAX_FORMS = ("conv_padded", "conv_taps")
 
 
 def gflop(batch: int, h: int, w: int, cin: int, cout: int) -> float:
@@ -48,32 +53,40 @@ def gflop(batch: int, h: int, w: int, cin: int, cout: int) -> float:
 def time_jax(
     layers: tuple[tuple[int, int], ...], shapes: tuple[tuple[int, int, int], ...], repeats: int
 ) -> list[dict[str, Any]]:
-    """Forward, and forward + both gradients, of ``conv_padded`` per layer and shape."""
+    """Forward, and forward + both gradients, per layer and shape, of jaxgan's two forms:
+    ``conv_padded`` (XLA's convolution) and ``conv_taps`` (matrix products over the taps,
+    what ``Conv`` runs for the 32-output layers)."""
     import jax
     import numpy as np
 
-    from jaxgan.nets.layers import conv_padded
+    from jaxgan.nets.layers import conv_padded, conv_taps
 
     pads = ((1, 1), (1, 1))
-    fwd = jax.jit(lambda x, k: conv_padded(x, k, pads))
-
-    def fwd_bwd(x, k, g):
-        y, pullback = jax.vjp(lambda x, k: conv_padded(x, k, pads), x, k)
-        return (y, *pullback(g))
-
-    both = jax.jit(fwd_bwd)
     rng = np.random.default_rng(0)
     rows = []
-    for b, h, w in shapes:
-        for cin, cout in layers:
-            x = jax.device_put(rng.standard_normal((b, h, w, cin), np.float32))
-            k = jax.device_put(rng.standard_normal((3, 3, cin, cout), np.float32))
-            g = jax.device_put(rng.standard_normal((b, h, w, cout), np.float32))
-            t_f = median_seconds(lambda x=x, k=k: jax.block_until_ready(fwd(x, k)), repeats)
-            t_fb = median_seconds(
-                lambda x=x, k=k, g=g: jax.block_until_ready(both(x, k, g)), repeats
-            )
-            rows.append(_row("jax", b, h, w, cin, cout, t_f, t_fb))
+    forms = {"conv_padded": conv_padded, "conv_taps": conv_taps}
+    for name in JAX_FORMS:
+        conv = forms[name]
+        fwd = jax.jit(lambda x, k, conv=conv: conv(x, k, pads))
+
+        def fwd_bwd(x, k, g, conv=conv):
+            y, pullback = jax.vjp(lambda x, k: conv(x, k, pads), x, k)
+            return (y, *pullback(g))
+
+        both = jax.jit(fwd_bwd)
+        for b, h, w in shapes:
+            for cin, cout in layers:
+                x = jax.device_put(rng.standard_normal((b, h, w, cin), np.float32))
+                k = jax.device_put(rng.standard_normal((3, 3, cin, cout), np.float32))
+                g = jax.device_put(rng.standard_normal((b, h, w, cout), np.float32))
+                t_f = median_seconds(
+                    lambda x=x, k=k, fwd=fwd: jax.block_until_ready(fwd(x, k)), repeats
+                )
+                t_fb = median_seconds(
+                    lambda x=x, k=k, g=g, both=both: jax.block_until_ready(both(x, k, g)),
+                    repeats,
+                )
+                rows.append(_row(f"jax {name}", b, h, w, cin, cout, t_f, t_fb))
     return rows
 
 

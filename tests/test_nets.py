@@ -20,6 +20,7 @@ from jaxgan.nets.layers import (
     ConvTranspose,
     conv_padded,
     conv_strided,
+    conv_taps,
     conv_transpose_polyphase,
     conv_transpose_same,
     count_params,
@@ -368,6 +369,49 @@ def test_conv_padded_equals_lax_conv_to_second_order_with_ordinary_gradients(pad
     assert set(_conv_dims(lowered(plain))) != {_ORDINARY}
 
 
+@pytest.mark.parametrize(
+    "k_hw, pads",
+    [((3, 3), ((1, 1), (1, 1))), ((3, 3), ((0, 2), (2, 1))), ((2, 4), ((1, 0), (3, 2)))],
+)
+def test_conv_taps_equals_lax_conv_to_second_order_as_matrix_products(k_hw, pads):
+    x, kernel = _normal(42, (2, 7, 6, 5)), _normal(43, (*k_hw, 5, 4))
+    plain = lambda x, k: jax.lax.conv_general_dilated(
+        x, k, (1, 1), pads, dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+    mine = lambda x, k: conv_taps(x, k, pads)
+    np.testing.assert_allclose(mine(x, kernel), plain(x, kernel), atol=1e-5)
+    loss = lambda f: lambda x, k: jnp.sum(jnp.sin(f(x, k)))
+    grads = lambda f: jax.grad(loss(f), argnums=(0, 1))
+    for a, b in zip(grads(mine)(x, kernel), grads(plain)(x, kernel), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+    penalty = lambda f: jax.grad(lambda k: jnp.sum(jax.grad(loss(f))(x, k) ** 2))
+    np.testing.assert_allclose(penalty(mine)(kernel), penalty(plain)(kernel), rtol=1e-3, atol=1e-3)
+    # No convolution at all, forward or backward: three matrix products.
+    hlo = jax.jit(grads(mine)).lower(x, kernel).as_text()
+    assert "convolution" not in hlo and hlo.count("stablehlo.dot_general") == 3
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="routing of impl='auto' on CPU")
+def test_conv_routes_narrow_outputs_of_wide_inputs_to_conv_taps_and_equals_flax():
+    """ESRGAN's dense layers (a 3x3 zero-padded Conv with 32 outputs of at least 32 input
+    channels) run as conv_taps on CPU: matrix products only, equal to flax's Conv."""
+    from jaxgan.nets.layers import use_taps
+
+    assert use_taps(64, 32) and use_taps(160, 32) and not use_taps(16, 32)
+    assert not use_taps(192, 64)  # Winograd's, above 32 outputs
+    x = _normal(44, (2, 9, 8, 40))
+    ours, ref = Conv(32, (3, 3), padding=1), nn.Conv(32, (3, 3), padding=1)
+    variables = ref.init(jax.random.PRNGKey(0), x)
+    np.testing.assert_allclose(ours.apply(variables, x), ref.apply(variables, x), atol=2e-5)
+    loss = lambda m: lambda v, x: jnp.sum(jnp.sin(m.apply(v, x)))
+    grads = lambda m: jax.grad(loss(m), argnums=(0, 1))
+    got, want = grads(ours)(variables, x), grads(ref)(variables, x)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+    hlo = jax.jit(grads(ours)).lower(variables, x).as_text()
+    assert "stablehlo.convolution" not in hlo and "stablehlo.dot_general" in hlo
+
+
 def test_conv_valid_tiled_equals_one_convolution(monkeypatch):
     from jaxgan.nets import layers
 
@@ -662,7 +706,8 @@ def test_dcgan_discriminator_rejects_wrong_input_shape_and_norm():
 
 def test_custom_gradients_work_under_shard_map_and_equal_one_device():
     """Inside ``jax.shard_map`` (with its type checks on), the custom-VJP convolutions
-    (``conv_padded``, ``conv_strided``, ``conv_valid``, ``conv_valid_few_outputs``) and
+    (``conv_padded``, ``conv_taps``, ``conv_strided``, ``conv_valid``,
+    ``conv_valid_few_outputs``) and
     the networks built on them (DCGAN's Winograd and transposed layers, the scanned RRDBs)
     give a kernel replicated over a sharded batch the gradient of the whole batch, first
     and second order (a gradient penalty), equal to one device's."""
@@ -673,7 +718,7 @@ def test_custom_gradients_work_under_shard_map_and_equal_one_device():
         from jaxgan.nets.dcgan import DCGANDiscriminator, DCGANGenerator
         from jaxgan.nets.esrgan import RRDBNet
         from jaxgan.nets.layers import (
-            conv_padded, conv_strided, conv_valid, conv_valid_few_outputs)
+            conv_padded, conv_strided, conv_taps, conv_valid, conv_valid_few_outputs)
 
         mesh = jax.make_mesh((2,), ("b",), axis_types=(jax.sharding.AxisType.Auto,))
         rng = np.random.default_rng(0)
@@ -681,6 +726,7 @@ def test_custom_gradients_work_under_shard_map_and_equal_one_device():
         x = jnp.asarray(rng.standard_normal((4, 8, 8, 5)), jnp.float32)
         convs = {
             "padded": (lambda x, k: conv_padded(x, k, ((1, 1), (1, 1))), 3),
+            "taps": (lambda x, k: conv_taps(x, k, ((1, 1), (1, 1))), 3),
             "strided": (lambda x, k: conv_strided(x, k, (2, 2), ((1, 1), (1, 1))), 4),
             "valid": (conv_valid, 3),
             "few": (lambda x, k: conv_valid_few_outputs(x, k[..., :2]), 3),

@@ -157,10 +157,11 @@ def scan_rrdbs(block: RRDB, stacked: Any, y: Array) -> Array:
     checkpoint it took 3.3-3.5 s: the scan keeps every residual of every block in a
     zero-filled stacked buffer (the Winograd input transforms alone 290 MB). Scanned
     per-block parameters (stacked at each call) still compiled 4,516 fusions, 2,070 of
-    them the gradients' unstacking fused with Adam. And the scan relies on
-    :func:`jaxgan.nets.layers.conv_padded`: inside a loop body XLA on CPU runs JAX's own
-    convolution gradients about 20x slower (four RRDBs forward + backward: 7.4 s against
-    0.36 s unrolled).
+    them the gradients' unstacking fused with Adam. And the scan relies on convolutions
+    whose gradients are written out (:func:`jaxgan.nets.layers.conv_taps` for the 32-output
+    layers, Winograd's form for the 64-output ones, :func:`jaxgan.nets.layers.conv_padded`
+    otherwise): inside a loop body XLA on CPU runs JAX's own convolution gradients about
+    20x slower (four RRDBs forward + backward: 7.4 s against 0.36 s unrolled).
     """
     body = jax.checkpoint(
         lambda y, p: (block.apply({"params": p}, y), None),

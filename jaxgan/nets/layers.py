@@ -64,8 +64,10 @@ train steps with ``python -m benchmarks.run``; see its docstring): strided convo
 weight gradient) that are each other's derivatives, so a gradient penalty's second
 derivatives stay in the three forms XLA runs fast (JAX's own rules produce a transposed
 form that took ~30x longer: WGAN-GP critic step 2.6 s -> 0.9 s); convolutions with few
-outputs (an RGB layer) as one matrix product plus shifted sums; and zero-padded 3x3
-convolutions as :func:`conv_padded`, whose gradients XLA runs fast inside ``lax.scan`` too.
+outputs (an RGB layer) as one matrix product plus shifted sums; narrow zero-padded 3x3
+convolutions of wide inputs as :func:`conv_taps`, matrix products forward and backward;
+and other zero-padded 3x3 convolutions as :func:`conv_padded`, whose gradients XLA runs
+fast inside ``lax.scan`` too.
 """
 
 from __future__ import annotations
@@ -603,6 +605,12 @@ def conv_valid_few_outputs(x: Array, kernel: Array, precision: Any = None) -> Ar
     :func:`conv_padded` (fast in this shape, also inside a loop, whereas differentiating
     the shifted sums is slow).
     """
+    return _tap_products_summed(x, kernel, precision)
+
+
+def _tap_products_summed(x: Array, kernel: Array, precision: Any) -> Array:
+    """The 'VALID' convolution of ``x`` as one matrix product to ``kh*kw*out`` channels
+    (every tap's contribution at every pixel) and the sum of the ``kh*kw`` shifted slices."""
     kh, kw, ci, co = kernel.shape
     ho, wo = x.shape[1] - kh + 1, x.shape[2] - kw + 1
     k = kernel.transpose(2, 0, 1, 3).reshape(ci, kh * kw, co)
@@ -627,6 +635,77 @@ _defvjp_typed(conv_valid_few_outputs, _few_fwd, _few_bwd)
 # On CPU, a stride-1 convolution whose kh*kw*out is at most this runs as
 # conv_valid_few_outputs.
 _FEW_OUTPUTS_MAX = 256
+
+# On CPU, a zero-padded 3x3 stride-1 convolution (not Winograd's) with at most
+# _TAPS_MAX_FEATURES outputs and at least _TAPS_MIN_IN inputs runs as conv_taps.
+_TAPS_MAX_FEATURES = 32
+_TAPS_MIN_IN = 32
+
+
+def use_taps(in_channels: int, features: int) -> bool:
+    """Whether ``Conv`` on CPU computes a zero-padded 3x3 stride-1 convolution that
+    Winograd's form does not take by :func:`conv_taps` (measurements: its docstring)."""
+    return features <= _TAPS_MAX_FEATURES and in_channels >= _TAPS_MIN_IN
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def conv_taps(x: Array, kernel: Array, pads: Pads, precision: Any = None) -> Array:
+    """Stride-1 convolution (NHWC, HWIO) with zero padding ``pads`` computed as matrix
+    products over the kernel's taps, with the pixels as the long dimension, forward and
+    backward: fast on CPU for small images and narrow outputs (ESRGAN's dense layers,
+    64..160 -> 32 channels at 32x32), which XLA's own convolution runs on one core.
+
+    The value is ``lax.conv_general_dilated(x, kernel, (1, 1), pads)``; each pad must be
+    below its kernel size. Forward: the padded input times the ``(in, kh*kw*out)`` kernel,
+    one product, then the sum of the ``kh*kw`` shifted slices
+    (:func:`conv_valid_few_outputs`' form). Backward: ``taps``, the ``kh*kw`` shifted
+    copies of the output gradient on the input's grid (``taps[b, y, x, (i, j), o] =
+    g[b, y + pad_top - i, x + pad_left - j, o]``, zero outside), then two products:
+    input gradient ``taps @ kernel^T`` over ``(kh*kw*out)`` and weight gradient
+    ``x^T @ taps`` over the pixels. Each product's long dimension is the pixels or the
+    ``kh*kw*out`` taps, which XLA's CPU matrix product splits across the cores, whereas
+    its convolutions of a batch of 32x32 images with 32 or 64 outputs take one tile and
+    one core. The extra memory traffic is the ``kh*kw*out``-channel intermediates, small
+    against the multiply-adds while ``in`` is large against ``kh*kw``. Derivatives of
+    every order are JAX's own of these products and slices.
+
+    A dense block's five convolutions, forward + backward at batch 4 of 32x32, 2 cores:
+    see ``python -m benchmarks.conv_threads`` and the README (Speed).
+    """
+    return _tap_products_summed(_zero_pad(x, pads), kernel, precision)
+
+
+def _zero_pad(x: Array, pads: Pads) -> Array:
+    return jnp.pad(x, ((0, 0), tuple(pads[0]), tuple(pads[1]), (0, 0)))
+
+
+def _conv_taps_fwd(x: Array, kernel: Array, pads: Pads, precision: Any):
+    return conv_taps(x, kernel, pads, precision), (x, kernel)
+
+
+def _conv_taps_bwd(pads: Pads, precision: Any, res: tuple[Array, Array], g: Array):
+    x, kernel = res
+    kh, kw, ci, co = kernel.shape
+    h, w = x.shape[1:3]
+    (pt, pb), (pl, pr) = pads
+    gp = _zero_pad(g, ((kh - 1 - pt, kh - 1 - pb), (kw - 1 - pl, kw - 1 - pr)))
+    # taps[b, y, x, i*kw + j, o] = g[b, y + pt - i, x + pl - j, o] (zero outside g).
+    taps = jnp.stack(
+        [
+            gp[:, kh - 1 - i : kh - 1 - i + h, kw - 1 - j : kw - 1 - j + w]
+            for i in range(kh)
+            for j in range(kw)
+        ],
+        axis=3,
+    ).reshape(-1, kh * kw * co)
+    k_t = kernel.transpose(0, 1, 3, 2).reshape(kh * kw * co, ci)
+    dx = jnp.matmul(taps, k_t, precision=precision).reshape(x.shape)
+    dw = jnp.matmul(x.reshape(-1, ci).T, taps, precision=precision)
+    dw = dw.reshape(ci, kh, kw, co).transpose(1, 2, 0, 3)
+    return dx.astype(x.dtype), dw.astype(kernel.dtype)
+
+
+_defvjp_typed(conv_taps, _conv_taps_fwd, _conv_taps_bwd)
 
 
 # A strided convolution F(x, k), its input gradient DX(g, k) and its weight gradient
@@ -821,6 +900,11 @@ class Conv(nn.Module):
       :func:`jaxgan.nets.winograd.use_winograd`): Winograd's F(2x2, 3x3),
       :func:`jaxgan.nets.winograd.conv_winograd` of the padded input, 4/9 of the
       multiply-adds (a CycleGAN 128x128 step: 3.36 -> 2.12 s);
+    * zero-padded 3x3 stride-1 convolutions with at most 32 outputs from at least 32
+      inputs (:func:`use_taps`; ESRGAN's dense layers): :func:`conv_taps`, matrix products
+      over the kernel's taps that XLA splits across the cores (a batch of 32x32 images
+      with 32 outputs is one tile, one core, for its convolution; the 23-block RRDB trunk,
+      forward + backward, 1.66-1.90 -> 1.32-1.41 s);
     * other zero-padded 3x3 stride-1 convolutions: :func:`conv_padded`, the convolution
       with the padding as its attribute (XLA on CPU runs that up to 3x faster than the
       convolution of a padded array), whose gradients are ordinary convolutions also
@@ -892,15 +976,18 @@ class Conv(nn.Module):
                     and any(p for pair in pads for p in pair)
                     and all(0 <= p < 3 for pair in pads for p in pair)
                 ):
-                    # XLA on CPU runs a convolution with its padding as an attribute up to
-                    # 3x faster than the same one on a padded input (3x3 64 -> 64 at
-                    # 128x128, batch 4: 24 vs 71 ms forward, 52 vs 149 ms weight gradient;
-                    # the ESRGAN step ratio 0.91 -> ~1.0). Only measured for 3x3 kernels: the
-                    # CycleGAN discriminator's 4x4 ones looked slower that way. Its gradients
-                    # are written as ordinary convolutions, which XLA also runs fast inside a
-                    # loop (ESRGAN's RRDBs under lax.scan; see conv_padded).
                     attr_pads = tuple((int(lo), int(hi)) for lo, hi in pads)
-                    cpu = lambda x, k: conv_padded(x, k, attr_pads, self.precision)
+                    if use_taps(c, self.features):
+                        cpu = lambda x, k: conv_taps(x, k, attr_pads, self.precision)
+                    else:
+                        # XLA on CPU runs a convolution with its padding as an attribute up
+                        # to 3x faster than the same one on a padded input (3x3 64 -> 64 at
+                        # 128x128, batch 4: 24 vs 71 ms forward, 52 vs 149 ms weight
+                        # gradient; the ESRGAN step ratio 0.91 -> ~1.0). Only measured for
+                        # 3x3 kernels: the CycleGAN discriminator's 4x4 ones looked slower
+                        # that way. Its gradients are written as ordinary convolutions,
+                        # which XLA also runs fast inside a loop (see conv_padded).
+                        cpu = lambda x, k: conv_padded(x, k, attr_pads, self.precision)
                 else:
                     cpu = lambda x, k: conv_valid_tiled(padded(x), k, self.precision)
             elif self.impl == "space_to_depth":
