@@ -147,11 +147,12 @@ def test_rrdbnet_stacks_its_blocks_and_scans_them_like_a_loop():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
     # Every convolution XLA runs in the loop is an ordinary NHWC/HWIO one (JAX's own
     # gradient forms run ~20x slower inside a loop body on CPU), and the backward pass
-    # recomputes none: 12 forward (conv1-4 of the three dense blocks; conv5, with 8
-    # outputs, is a matrix product forward), 15 input- and 15 weight-gradient convolutions.
+    # recomputes none. Per dense block: conv1 (8 -> 32) forward, input and weight gradient;
+    # conv2-4 (40, 72, 104 -> 32) none (conv_taps: matrix products only); conv5 (136 -> 8)
+    # a matrix product forward, input and weight gradient: 5 convolutions, 15 in all.
     hlo = jax.jit(loss(lambda p, y: scan_rrdbs(block, p, y))).lower(stacked, y).compile()
     convs = [line for line in hlo.as_text().splitlines() if " convolution(" in line]
-    assert len(convs) == 42
+    assert len(convs) == 15
     assert all("dim_labels=b01f_01io->b01f" in line for line in convs)
 
 
