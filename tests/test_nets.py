@@ -371,7 +371,12 @@ def test_conv_padded_equals_lax_conv_to_second_order_with_ordinary_gradients(pad
 
 @pytest.mark.parametrize(
     "k_hw, pads",
-    [((3, 3), ((1, 1), (1, 1))), ((3, 3), ((0, 2), (2, 1))), ((2, 4), ((1, 0), (3, 2)))],
+    [
+        ((3, 3), ((1, 1), (1, 1))),
+        ((3, 3), ((0, 2), (2, 1))),
+        ((2, 4), ((1, 0), (3, 2))),
+        ((3, 3), ((3, -1), (0, 4))),  # pads at or beyond the kernel's size, and a crop
+    ],
 )
 def test_conv_taps_equals_lax_conv_to_second_order_as_matrix_products(k_hw, pads):
     x, kernel = _normal(42, (2, 7, 6, 5)), _normal(43, (*k_hw, 5, 4))

@@ -655,8 +655,8 @@ def conv_taps(x: Array, kernel: Array, pads: Pads, precision: Any = None) -> Arr
     backward: fast on CPU for small images and narrow outputs (ESRGAN's dense layers,
     64..160 -> 32 channels at 32x32), which XLA's own convolution runs on one core.
 
-    The value is ``lax.conv_general_dilated(x, kernel, (1, 1), pads)``; each pad must be
-    below its kernel size. Forward: the padded input times the ``(in, kh*kw*out)`` kernel,
+    The value is ``lax.conv_general_dilated(x, kernel, (1, 1), pads)``, for any pads
+    (negative ones crop, as there). Forward: the padded input times the ``(in, kh*kw*out)`` kernel,
     one product, then the sum of the ``kh*kw`` shifted slices
     (:func:`conv_valid_few_outputs`' form). Backward: ``taps``, the ``kh*kw`` shifted
     copies of the output gradient on the input's grid (``taps[b, y, x, (i, j), o] =
@@ -676,7 +676,10 @@ def conv_taps(x: Array, kernel: Array, pads: Pads, precision: Any = None) -> Arr
 
 
 def _zero_pad(x: Array, pads: Pads) -> Array:
-    return jnp.pad(x, ((0, 0), tuple(pads[0]), tuple(pads[1]), (0, 0)))
+    """Zero padding of the two spatial axes; a negative pad crops (as ``lax.pad``)."""
+    (pt, pb), (pl, pr) = pads
+    zero = jnp.zeros((), x.dtype)
+    return jax.lax.pad(x, zero, ((0, 0, 0), (pt, pb, 0), (pl, pr, 0), (0, 0, 0)))
 
 
 def _conv_taps_fwd(x: Array, kernel: Array, pads: Pads, precision: Any):
