@@ -23,6 +23,7 @@ from jaxgan.nets.layers import (
     conv_taps,
     conv_transpose_polyphase,
     conv_transpose_same,
+    conv_valid_few_outputs,
     count_params,
     pixel_shuffle,
     pixel_unshuffle,
@@ -394,6 +395,27 @@ def test_conv_taps_equals_lax_conv_to_second_order_as_matrix_products(k_hw, pads
     # No convolution at all, forward or backward: three matrix products.
     hlo = jax.jit(grads(mine)).lower(x, kernel).as_text()
     assert "convolution" not in hlo and hlo.count("stablehlo.dot_general") == 3
+
+
+@pytest.mark.parametrize("x_shape, taps", [((2, 20, 17, 6), True), ((3, 6, 5, 6), False)])
+def test_conv_valid_few_outputs_equals_lax_conv_to_second_order(x_shape, taps):
+    """Its backward pass is conv_taps's matrix products from _FEW_TAPS_MIN_PIXELS output
+    pixels (here 2 x 16 x 12 = 384), XLA's convolutions below (3 x 2 x 1 = 6)."""
+    x, kernel = _normal(45, x_shape), _normal(46, (5, 5, 6, 3))
+    plain = lambda x, k: jax.lax.conv_general_dilated(
+        x, k, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+    np.testing.assert_allclose(conv_valid_few_outputs(x, kernel), plain(x, kernel), atol=1e-4)
+    loss = lambda f: lambda x, k: jnp.sum(jnp.sin(f(x, k)))
+    grads = lambda f: jax.grad(loss(f), argnums=(0, 1))
+    for a, b in zip(grads(conv_valid_few_outputs)(x, kernel), grads(plain)(x, kernel), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+    penalty = lambda f: jax.grad(lambda k: jnp.sum(jax.grad(loss(f))(x, k) ** 2))
+    np.testing.assert_allclose(
+        penalty(conv_valid_few_outputs)(kernel), penalty(plain)(kernel), rtol=1e-3, atol=1e-3
+    )
+    hlo = jax.jit(grads(conv_valid_few_outputs)).lower(x, kernel).as_text()
+    assert ("stablehlo.convolution" in hlo) == (not taps)
 
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="routing of impl='auto' on CPU")
