@@ -348,24 +348,40 @@ def _conv_dims(hlo: str) -> list[str]:
     return re.findall(r"dim_numbers = (\[[^\]]*\]x\[[^\]]*\]->\[[^\]]*\])", hlo)
 
 
+def _lax_conv(pads):
+    return lambda x, k: jax.lax.conv_general_dilated(
+        x, k, (1, 1), pads, dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+
+
+def _sin_loss_grads(f):
+    """``(x, k) -> (d/dx, d/dk) sum(sin(f(x, k)))``."""
+    return jax.grad(lambda x, k: jnp.sum(jnp.sin(f(x, k))), argnums=(0, 1))
+
+
+def _assert_equals_lax_conv_to_second_order(mine, pads, x, kernel, value_atol):
+    """``mine(x, kernel)`` equals the stride-1 ``lax`` convolution with ``pads``: values,
+    both first derivatives, and a gradient penalty's second derivatives (kernel)."""
+    plain = _lax_conv(pads)
+    np.testing.assert_allclose(mine(x, kernel), plain(x, kernel), atol=value_atol)
+    for a, b in zip(
+        _sin_loss_grads(mine)(x, kernel), _sin_loss_grads(plain)(x, kernel), strict=True
+    ):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+    input_grad = lambda f, k: jax.grad(lambda x: jnp.sum(jnp.sin(f(x, k))))(x)
+    penalty = lambda f: jax.grad(lambda k: jnp.sum(input_grad(f, k) ** 2))
+    np.testing.assert_allclose(penalty(mine)(kernel), penalty(plain)(kernel), rtol=1e-3, atol=1e-3)
+
+
 @pytest.mark.parametrize("pads", [((1, 1), (1, 1)), ((0, 2), (2, 1))])
 def test_conv_padded_equals_lax_conv_to_second_order_with_ordinary_gradients(pads):
     x, kernel = _normal(40, (2, 7, 6, 5)), _normal(41, (3, 3, 5, 4))
-    plain = lambda x, k: jax.lax.conv_general_dilated(
-        x, k, (1, 1), pads, dimension_numbers=("NHWC", "HWIO", "NHWC")
-    )
     mine = lambda x, k: conv_padded(x, k, pads)
-    np.testing.assert_allclose(mine(x, kernel), plain(x, kernel), atol=1e-5)
-    loss = lambda f: lambda x, k: jnp.sum(jnp.sin(f(x, k)))
-    grads = lambda f: jax.grad(loss(f), argnums=(0, 1))
-    for a, b in zip(grads(mine)(x, kernel), grads(plain)(x, kernel), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
-    # A gradient penalty's second derivatives (with respect to the kernel) agree too.
-    penalty = lambda f: jax.grad(lambda k: jnp.sum(jax.grad(loss(f))(x, k) ** 2))
-    np.testing.assert_allclose(penalty(mine)(kernel), penalty(plain)(kernel), rtol=1e-3, atol=1e-3)
+    _assert_equals_lax_conv_to_second_order(mine, pads, x, kernel, 1e-5)
     # Forward, input and weight gradients are all ordinary NHWC/HWIO convolutions; JAX's
     # own rules are not (XLA on CPU runs those slowly inside a loop body).
-    lowered = lambda f: jax.jit(grads(f)).lower(x, kernel).as_text()
+    lowered = lambda f: jax.jit(_sin_loss_grads(f)).lower(x, kernel).as_text()
+    plain = _lax_conv(pads)
     assert _conv_dims(lowered(mine)) == [_ORDINARY] * 3
     assert set(_conv_dims(lowered(plain))) != {_ORDINARY}
 
@@ -381,19 +397,10 @@ def test_conv_padded_equals_lax_conv_to_second_order_with_ordinary_gradients(pad
 )
 def test_conv_taps_equals_lax_conv_to_second_order_as_matrix_products(k_hw, pads):
     x, kernel = _normal(42, (2, 7, 6, 5)), _normal(43, (*k_hw, 5, 4))
-    plain = lambda x, k: jax.lax.conv_general_dilated(
-        x, k, (1, 1), pads, dimension_numbers=("NHWC", "HWIO", "NHWC")
-    )
     mine = lambda x, k: conv_taps(x, k, pads)
-    np.testing.assert_allclose(mine(x, kernel), plain(x, kernel), atol=1e-5)
-    loss = lambda f: lambda x, k: jnp.sum(jnp.sin(f(x, k)))
-    grads = lambda f: jax.grad(loss(f), argnums=(0, 1))
-    for a, b in zip(grads(mine)(x, kernel), grads(plain)(x, kernel), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
-    penalty = lambda f: jax.grad(lambda k: jnp.sum(jax.grad(loss(f))(x, k) ** 2))
-    np.testing.assert_allclose(penalty(mine)(kernel), penalty(plain)(kernel), rtol=1e-3, atol=1e-3)
+    _assert_equals_lax_conv_to_second_order(mine, pads, x, kernel, 1e-5)
     # No convolution at all, forward or backward: three matrix products.
-    hlo = jax.jit(grads(mine)).lower(x, kernel).as_text()
+    hlo = jax.jit(_sin_loss_grads(mine)).lower(x, kernel).as_text()
     assert "convolution" not in hlo and hlo.count("stablehlo.dot_general") == 3
 
 
@@ -402,19 +409,9 @@ def test_conv_valid_few_outputs_equals_lax_conv_to_second_order(x_shape, taps):
     """Its backward pass is conv_taps's matrix products from _FEW_TAPS_MIN_PIXELS output
     pixels (here 2 x 16 x 12 = 384), XLA's convolutions below (3 x 2 x 1 = 6)."""
     x, kernel = _normal(45, x_shape), _normal(46, (5, 5, 6, 3))
-    plain = lambda x, k: jax.lax.conv_general_dilated(
-        x, k, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
-    )
-    np.testing.assert_allclose(conv_valid_few_outputs(x, kernel), plain(x, kernel), atol=1e-4)
-    loss = lambda f: lambda x, k: jnp.sum(jnp.sin(f(x, k)))
-    grads = lambda f: jax.grad(loss(f), argnums=(0, 1))
-    for a, b in zip(grads(conv_valid_few_outputs)(x, kernel), grads(plain)(x, kernel), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
-    penalty = lambda f: jax.grad(lambda k: jnp.sum(jax.grad(loss(f))(x, k) ** 2))
-    np.testing.assert_allclose(
-        penalty(conv_valid_few_outputs)(kernel), penalty(plain)(kernel), rtol=1e-3, atol=1e-3
-    )
-    hlo = jax.jit(grads(conv_valid_few_outputs)).lower(x, kernel).as_text()
+    valid = ((0, 0), (0, 0))
+    _assert_equals_lax_conv_to_second_order(conv_valid_few_outputs, valid, x, kernel, 1e-4)
+    hlo = jax.jit(_sin_loss_grads(conv_valid_few_outputs)).lower(x, kernel).as_text()
     assert ("stablehlo.convolution" in hlo) == (not taps)
 
 
