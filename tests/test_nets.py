@@ -203,6 +203,51 @@ def test_strided_conv_with_space_to_depth_input_gradient_equals_flax(
     _check_conv_against_flax(kernel_size, strides, padding, features)
 
 
+@pytest.mark.parametrize(
+    "shape, strides, padding",
+    [
+        ((2, 8, 8, 3), (2, 2), ((1, 1), (1, 1))),  # DCGAN's 4x4 stride-2 layers
+        ((1, 13, 11, 2), (3, 2), ((2, 1), (0, 3))),  # unequal strides, rows past the last window
+        ((1, 4, 4, 2), (2, 2), ((3, 3), (0, 5))),  # pads beyond the input: all-zero phases
+    ],
+)
+def test_space_to_depth_equals_pad_and_transpose_to_second_order(shape, strides, padding):
+    """``space_to_depth`` (phase planes, custom VJP) is the pad + 6-D transpose it
+    replaces: values, gradient (its adjoint, the cropped depth-to-space) and the gradient of
+    a squared input gradient, for the operands of 4x4 and 6x4 strided kernels; the
+    ``transposable`` form (for ``jax.linear_transpose``) gives the same operands."""
+    from jaxgan.nets.layers import space_to_depth_operands
+
+    kh, kw = 2 * strides[0], 2 * strides[1]
+    x, kernel = _normal(40, shape), _normal(41, (kh, kw, shape[-1], 3))
+    b, h, w, c = shape
+    (sh, sw), ((plh, phh), (plw, phw)) = strides, padding
+    ho, wo = (h + plh + phh - kh) // sh + 1, (w + plw + phw - kw) // sw + 1
+    lh, lw = sh * (ho + 1), sw * (wo + 1)  # rows and columns the windows read
+
+    def reference(x):
+        pads = ((0, 0), (plh, max(0, lh - h - plh)), (plw, max(0, lw - w - plw)), (0, 0))
+        x = jnp.pad(x, pads)[:, :lh, :lw].reshape(b, lh // sh, sh, lw // sw, sw, c)
+        return x.transpose(0, 1, 3, 2, 4, 5).reshape(b, lh // sh, lw // sw, sh * sw * c)
+
+    ours = lambda x: space_to_depth_operands(x, kernel, strides, padding)[0]
+    linear = lambda x: space_to_depth_operands(x, kernel, strides, padding, transposable=True)[0]
+    want = reference(x)
+    np.testing.assert_array_equal(ours(x), want)
+    np.testing.assert_array_equal(linear(x), want)
+    g = _normal(42, want.shape)
+    np.testing.assert_array_equal(jax.vjp(ours, x)[1](g)[0], jax.vjp(reference, x)[1](g)[0])
+    np.testing.assert_array_equal(
+        jax.linear_transpose(linear, x)(g)[0], jax.vjp(reference, x)[1](g)[0]
+    )
+
+    def penalty(f):
+        grad = jax.grad(lambda v: jnp.sum(jnp.sin(f(v)) * g))
+        return jax.grad(lambda v: jnp.sum(grad(v) ** 2))(x)
+
+    np.testing.assert_allclose(penalty(ours), penalty(reference), rtol=1e-5, atol=1e-6)
+
+
 def _check_conv_against_flax(kernel_size, strides, padding, features):
     x = _normal(20, (2, 13, 11, 6))
     ours = Conv(features, kernel_size, strides, padding=padding)
@@ -731,7 +776,7 @@ def test_dcgan_discriminator_rejects_wrong_input_shape_and_norm():
 def test_custom_gradients_work_under_shard_map_and_equal_one_device():
     """Inside ``jax.shard_map`` (with its type checks on), the custom-VJP convolutions
     (``conv_padded``, ``conv_taps``, ``conv_strided``, ``conv_valid``,
-    ``conv_valid_few_outputs``) and
+    ``conv_valid_few_outputs``, ``space_to_depth``) and
     the networks built on them (DCGAN's Winograd and transposed layers, the scanned RRDBs)
     give a kernel replicated over a sharded batch the gradient of the whole batch, first
     and second order (a gradient penalty), equal to one device's."""
@@ -742,7 +787,8 @@ def test_custom_gradients_work_under_shard_map_and_equal_one_device():
         from jaxgan.nets.dcgan import DCGANDiscriminator, DCGANGenerator
         from jaxgan.nets.esrgan import RRDBNet
         from jaxgan.nets.layers import (
-            conv_padded, conv_strided, conv_taps, conv_valid, conv_valid_few_outputs)
+            conv_padded, conv_strided, conv_taps, conv_valid, conv_valid_few_outputs,
+            space_to_depth_operands)
 
         mesh = jax.make_mesh((2,), ("b",), axis_types=(jax.sharding.AxisType.Auto,))
         rng = np.random.default_rng(0)
@@ -754,6 +800,10 @@ def test_custom_gradients_work_under_shard_map_and_equal_one_device():
             "strided": (lambda x, k: conv_strided(x, k, (2, 2), ((1, 1), (1, 1))), 4),
             "valid": (conv_valid, 3),
             "few": (lambda x, k: conv_valid_few_outputs(x, k[..., :2]), 3),
+            "space_to_depth": (
+                lambda x, k: conv_valid(*space_to_depth_operands(x, k, (2, 2), ((1, 1), (1, 1)))),
+                4,
+            ),
         }
         for name, (f, t) in convs.items():
             k = jnp.asarray(rng.standard_normal((t, t, 5, 6)), jnp.float32)

@@ -309,7 +309,7 @@ def conv_transpose_adjoint(
     out_shape = (b, h * geo_s[0], w * geo_s[1], out)
     if winograd_form:
         strided = lambda z: winograd.conv_winograd(
-            *space_to_depth_operands(z, flipped, geo_s, pads)
+            *space_to_depth_operands(z, flipped, geo_s, pads, transposable=True)
         )
         # The example primal carries x's shard_map type (varying along x's axes).
         primal = _like_primal(jnp.zeros(out_shape, x.dtype), x)
@@ -413,7 +413,11 @@ def conv_space_to_depth(
 
 
 def space_to_depth_operands(
-    x: Array, kernel: Array, strides: Sequence[int], padding: Sequence[tuple[int, int]]
+    x: Array,
+    kernel: Array,
+    strides: Sequence[int],
+    padding: Sequence[tuple[int, int]],
+    transposable: bool = False,
 ) -> tuple[Array, Array]:
     """The input and kernel of the stride-1 'VALID' convolution equal to a strided one.
 
@@ -427,6 +431,10 @@ def space_to_depth_operands(
     lhs-dilated convolution and its second derivatives (a gradient penalty) are
     rhs-dilated ones, which XLA on CPU runs up to ~30x slower than plain convolutions; here
     every derivative is a stride-1, undilated convolution.
+
+    The input is rearranged by :func:`space_to_depth` (phase planes, a custom VJP), or,
+    with ``transposable`` (for ``jax.linear_transpose``, which does not go through a custom
+    VJP), by the same rearrangement written as a pad and a transpose.
     """
     b, h, w, c = x.shape
     kh, kw, ci, co = kernel.shape
@@ -436,14 +444,91 @@ def space_to_depth_operands(
     wo = (w + plw + phw - kw) // sw + 1
     th, tw = -(-kh // sh), -(-kw // sw)  # kernel taps in blocks
     lh, lw = sh * (ho + th - 1), sw * (wo + tw - 1)  # padded extent actually read
-    pads = ((0, 0), (plh, max(0, lh - h - plh)), (plw, max(0, lw - w - plw)), (0, 0))
-    x = jnp.pad(x, pads)[:, :lh, :lw]
-    x = x.reshape(b, lh // sh, sh, lw // sw, sw, c).transpose(0, 1, 3, 2, 4, 5)
-    x = x.reshape(b, lh // sh, lw // sw, sh * sw * c)
+    geo = ((sh, sw), (plh, plw), (lh // sh, lw // sw))
+    x = _space_to_depth_transposed_form(x, *geo) if transposable else space_to_depth(x, *geo)
     k = jnp.pad(kernel, ((0, th * sh - kh), (0, tw * sw - kw), (0, 0), (0, 0)))
     k = k.reshape(th, sh, tw, sw, ci, co).transpose(0, 2, 1, 3, 4, 5)
     k = k.reshape(th, tw, sh * sw * ci, co)
     return x, k
+
+
+def _space_to_depth_transposed_form(
+    x: Array, strides: tuple[int, int], lows: tuple[int, int], blocks: tuple[int, int]
+) -> Array:
+    """:func:`space_to_depth` as a pad (negative where rows are cropped) and a transpose."""
+    b, h, w, c = x.shape
+    (sh, sw), (plh, plw), (bh, bw) = strides, lows, blocks
+    zero = jnp.zeros((), x.dtype)
+    x = jax.lax.pad(
+        x, zero, ((0, 0, 0), (plh, sh * bh - h - plh, 0), (plw, sw * bw - w - plw, 0), (0, 0, 0))
+    )
+    x = x.reshape(b, bh, sh, bw, sw, c).transpose(0, 1, 3, 2, 4, 5)
+    return x.reshape(b, bh, bw, sh * sw * c)
+
+
+def _depth_to_space_cropped(
+    y: Array, shape: tuple[int, ...], strides: tuple[int, int], lows: tuple[int, int]
+) -> Array:
+    """The adjoint of :func:`space_to_depth` (a transpose, then the inverse pad)."""
+    b, bh, bw, _ = y.shape
+    _, h, w, c = shape
+    (sh, sw), (plh, plw) = strides, lows
+    y = y.reshape(b, bh, bw, sh, sw, c).transpose(0, 1, 3, 2, 4, 5).reshape(b, bh * sh, bw * sw, c)
+    zero = jnp.zeros((), y.dtype)
+    pads = ((0, 0, 0), (-plh, h + plh - sh * bh, 0), (-plw, w + plw - sw * bw, 0), (0, 0, 0))
+    return jax.lax.pad(y, zero, pads)
+
+
+def _phase_rows(n: int, s: int, p: int, low: int, blocks: int) -> tuple[int, int, int]:
+    """Along one axis of :func:`space_to_depth`: phase ``p`` of block ``q`` is input row
+    ``s*q + p - low``. Returns (first block inside the input, its row, number of such blocks)."""
+    q0 = max(0, -(-(low - p) // s))
+    last = min(blocks - 1, (n - 1 - p + low) // s)
+    return q0, s * q0 + p - low, max(0, last - q0 + 1)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
+def space_to_depth(
+    x: Array, strides: tuple[int, int], lows: tuple[int, int], blocks: tuple[int, int]
+) -> Array:
+    """(b, h, w, c) -> (b, bh, bw, sh*sw*c): block ``(Y, X)``, phase ``(py, px)`` (channels
+    ordered ``py, px, c``) is input pixel ``(sh*Y + py - low_h, sw*X + px - low_w)``, zero
+    outside the input (the strided convolution's padding).
+
+    Written as ``sh*sw`` strided slices (one per phase), each zero-padded to the block grid,
+    concatenated along the channels. XLA on CPU runs that up to 3x faster than the pad and
+    6-D transpose it replaces, which it fuses with the previous layer's BatchNorm and
+    Winograd output transform into one slow loop (a DCGAN 32 critic's 8x8x128 input: 1.15
+    against 0.41 ms in isolation; the DCGAN 32 step 2.7% faster, DCGAN 64 4.6%). Its
+    gradient is the transpose (:func:`_depth_to_space_cropped`): JAX's own gradient of the
+    slices would sum ``sh*sw`` interior-padded arrays, which was slower than the transpose.
+    """
+    b, h, w, c = x.shape
+    (sh, sw), (low_h, low_w), (bh, bw) = strides, lows, blocks
+    planes = []
+    for py in range(sh):
+        qh, rh, nh = _phase_rows(h, sh, py, low_h, bh)
+        for px in range(sw):
+            qw, rw, nw = _phase_rows(w, sw, px, low_w, bw)
+            if nh == 0 or nw == 0:
+                planes.append(jnp.zeros((b, bh, bw, c), x.dtype))
+                continue
+            end = (b, rh + sh * (nh - 1) + 1, rw + sw * (nw - 1) + 1, c)
+            plane = jax.lax.slice(x, (0, rh, rw, 0), end, (1, sh, sw, 1))
+            pads = ((0, 0), (qh, bh - qh - nh), (qw, bw - qw - nw), (0, 0))
+            planes.append(jnp.pad(plane, pads))
+    return jnp.concatenate(planes, axis=-1)
+
+
+def _space_to_depth_fwd(x, strides, lows, blocks):
+    return space_to_depth(x, strides, lows, blocks), x.shape
+
+
+def _space_to_depth_bwd(strides, lows, blocks, shape, g):
+    return (_depth_to_space_cropped(g, shape, strides, lows),)
+
+
+space_to_depth.defvjp(_space_to_depth_fwd, _space_to_depth_bwd)
 
 
 Pads = tuple[tuple[int, int], tuple[int, int]]
