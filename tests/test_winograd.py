@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -94,6 +96,38 @@ def test_conv_winograd_equals_the_convolution_with_its_derivatives(shape, featur
     np.testing.assert_allclose(winograd.conv_winograd(x, k), _lax_conv(x, k), atol=2e-5)
     ours = lambda k, x: winograd.conv_winograd(x, k)
     _assert_same_penalised(ours, lambda k, x: _lax_conv(x, k), k, x)
+
+
+@pytest.mark.parametrize("transform", ["F2_3", "F4_2", "F2_2"])
+def test_input_transform_gradient_is_the_transpose_without_strided_pads(transform):
+    """The input transform's custom VJP (block copies, one add per axis) equals JAX's
+    derivative of the same strided slices, first and second order, and its lowered
+    gradient has no interior-padded (strided-scatter) pad, which JAX's own has."""
+    bt, _, at = getattr(winograd, transform)
+    a, m = len(bt), len(at)
+    th, tw = 3, 2
+    x = jnp.asarray(_normal(30, (2, m * th + a - m, m * tw + a - m, 3)))
+    g = jnp.asarray(_normal(31, (a * a, 2 * th * tw, 3)))
+
+    def plain(x):  # the forward formula, differentiated by JAX
+        rows = jnp.stack(winograd._combine(bt, [x[:, i : i + m * th : m] for i in range(a)]))
+        cols = winograd._combine(bt, [rows[:, :, :, j : j + m * tw : m] for j in range(a)])
+        return jnp.stack(cols, axis=1).reshape(a * a, -1, 3)
+
+    ours = lambda x: winograd._transform_input(x, bt, m, th, tw)
+    np.testing.assert_array_equal(ours(x), plain(x))
+    grad = lambda f: jax.grad(lambda x: jnp.sum(jnp.sin(f(x)) * g))
+    np.testing.assert_allclose(grad(ours)(x), grad(plain)(x), rtol=1e-5, atol=1e-5)
+    second = lambda f: jax.grad(lambda x: jnp.sum(grad(f)(x) ** 2))(x)
+    np.testing.assert_allclose(second(ours), second(plain), rtol=1e-4, atol=1e-4)
+
+    def strided_pads(f) -> int:
+        hlo = jax.jit(lambda dv: jax.vjp(f, x)[1](dv)[0]).lower(g).as_text()
+        interiors = re.findall(r"stablehlo\.pad .*interior = \[([\d, ]*)\]", hlo)
+        return sum(any(int(v) for v in i.split(",")) for i in interiors)
+
+    assert strided_pads(plain) > 0
+    assert strided_pads(ours) == 0
 
 
 @pytest.mark.parametrize("r, max_factor, rms_factor", [(3, 4, 4), (2, 16, 12)])

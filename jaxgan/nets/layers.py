@@ -293,10 +293,12 @@ def conv_transpose_adjoint(
     and padding ``(k-1-pa, k-s-(k-1-pa))``. Exact. What ``impl='auto'`` runs on CPU for all
     but small inputs with many output channels (see ``_adjoint_on_cpu``).
 
-    With ``winograd_form``, the adjoint (``jax.linear_transpose``) of that convolution
-    computed as :func:`jaxgan.nets.winograd.conv_winograd` of its space-to-depth form
-    (kernels twice the stride): JAX derives it and its derivatives, all matrix products
-    and transforms.
+    With ``winograd_form``, the adjoint of that convolution computed as
+    :func:`jaxgan.nets.winograd.conv_winograd` of its space-to-depth form (kernels twice
+    the stride), taken as its VJP at zero (the convolution is linear in its input; the
+    unused forward pass is dead code), so that the custom VJPs of :func:`space_to_depth`
+    and of Winograd's input transform give its forward pass. JAX derives its derivatives:
+    all matrix products and transforms.
     """
     b, h, w, _ = x.shape
     kh, kw, _, out = kernel.shape
@@ -309,11 +311,11 @@ def conv_transpose_adjoint(
     out_shape = (b, h * geo_s[0], w * geo_s[1], out)
     if winograd_form:
         strided = lambda z: winograd.conv_winograd(
-            *space_to_depth_operands(z, flipped, geo_s, pads, transposable=True)
+            *space_to_depth_operands(z, flipped, geo_s, pads)
         )
         # The example primal carries x's shard_map type (varying along x's axes).
         primal = _like_primal(jnp.zeros(out_shape, x.dtype), x)
-        return jax.linear_transpose(strided, primal)(x)[0]
+        return jax.vjp(strided, primal)[1](x)[0]
     return _conv_dx(x, flipped, (geo_s, tuple(pads)), out_shape)
 
 
@@ -413,11 +415,7 @@ def conv_space_to_depth(
 
 
 def space_to_depth_operands(
-    x: Array,
-    kernel: Array,
-    strides: Sequence[int],
-    padding: Sequence[tuple[int, int]],
-    transposable: bool = False,
+    x: Array, kernel: Array, strides: Sequence[int], padding: Sequence[tuple[int, int]]
 ) -> tuple[Array, Array]:
     """The input and kernel of the stride-1 'VALID' convolution equal to a strided one.
 
@@ -432,9 +430,7 @@ def space_to_depth_operands(
     rhs-dilated ones, which XLA on CPU runs up to ~30x slower than plain convolutions; here
     every derivative is a stride-1, undilated convolution.
 
-    The input is rearranged by :func:`space_to_depth` (phase planes, a custom VJP), or,
-    with ``transposable`` (for ``jax.linear_transpose``, which does not go through a custom
-    VJP), by the same rearrangement written as a pad and a transpose.
+    The input is rearranged by :func:`space_to_depth`.
     """
     b, h, w, c = x.shape
     kh, kw, ci, co = kernel.shape
@@ -444,26 +440,11 @@ def space_to_depth_operands(
     wo = (w + plw + phw - kw) // sw + 1
     th, tw = -(-kh // sh), -(-kw // sw)  # kernel taps in blocks
     lh, lw = sh * (ho + th - 1), sw * (wo + tw - 1)  # padded extent actually read
-    geo = ((sh, sw), (plh, plw), (lh // sh, lw // sw))
-    x = _space_to_depth_transposed_form(x, *geo) if transposable else space_to_depth(x, *geo)
+    x = space_to_depth(x, (sh, sw), (plh, plw), (lh // sh, lw // sw))
     k = jnp.pad(kernel, ((0, th * sh - kh), (0, tw * sw - kw), (0, 0), (0, 0)))
     k = k.reshape(th, sh, tw, sw, ci, co).transpose(0, 2, 1, 3, 4, 5)
     k = k.reshape(th, tw, sh * sw * ci, co)
     return x, k
-
-
-def _space_to_depth_transposed_form(
-    x: Array, strides: tuple[int, int], lows: tuple[int, int], blocks: tuple[int, int]
-) -> Array:
-    """:func:`space_to_depth` as a pad (negative where rows are cropped) and a transpose."""
-    b, h, w, c = x.shape
-    (sh, sw), (plh, plw), (bh, bw) = strides, lows, blocks
-    zero = jnp.zeros((), x.dtype)
-    x = jax.lax.pad(
-        x, zero, ((0, 0, 0), (plh, sh * bh - h - plh, 0), (plw, sw * bw - w - plw, 0), (0, 0, 0))
-    )
-    x = x.reshape(b, bh, sh, bw, sw, c).transpose(0, 1, 3, 2, 4, 5)
-    return x.reshape(b, bh, bw, sh * sw * c)
 
 
 def _depth_to_space_cropped(

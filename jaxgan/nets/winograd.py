@@ -55,7 +55,7 @@ layer, 4, 128x128, 3 -> 64: 15 -> 40 ms.
 Strided convolutions whose kernel is twice the stride (DCGAN's and the PatchGAN's 4x4
 stride-2 layers) are, in space-to-depth form (``layers.space_to_depth_operands``), 2x2
 stride-1 convolutions over 4x the channels. ``ConvTranspose`` with such a kernel runs as the
-adjoint (``jax.linear_transpose``) of that strided convolution. Two tiles:
+adjoint (its VJP at zero) of that strided convolution. Two tiles:
 
 * F(4x4, 2x2) computes each 4x4 block of outputs from a 5x5 block of inputs with 25
   products instead of 64 (Toom-Cook at the points 0, 1, -1, 2 and infinity; BT and AT
@@ -196,12 +196,63 @@ def transform_kernel(kernel: Array, g: np.ndarray) -> Array:
 
 
 def _transform_input(x: Array, bt: np.ndarray, m: int, th: int, tw: int) -> Array:
-    """``BT d B`` for the th x tw overlapping a x a blocks of x at stride m: ->
-    (a * a, n * th * tw, c)."""
-    a = len(bt)
-    rows = jnp.stack(_combine(bt, [x[:, i : i + m * th : m] for i in range(a)]))
-    cols = _combine(bt, [rows[:, :, :, j : j + m * tw : m] for j in range(a)])
+    """``BT d B`` for the th x tw overlapping a x a blocks of x (n, m*th + a - m,
+    m*tw + a - m, c) at stride m: -> (a * a, n * th * tw, c)."""
+    return _transform_input_vjp(x, tuple(map(tuple, bt.tolist())), m, th, tw)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3, 4))
+def _transform_input_vjp(x: Array, bt: tuple, m: int, th: int, tw: int) -> Array:
+    bt_ = np.array(bt)
+    a = len(bt_)
+    rows = jnp.stack(_combine(bt_, [x[:, i : i + m * th : m] for i in range(a)]))
+    cols = _combine(bt_, [rows[:, :, :, j : j + m * tw : m] for j in range(a)])
     return jnp.stack(cols, axis=1).reshape(a * a, -1, x.shape[-1])
+
+
+def _scatter_windows(pieces: Sequence[Array], axis: int, m: int, extent: int) -> Array:
+    """The adjoint of taking, along ``axis``, the rows ``m*i + j`` (i = 0 .. blocks-1) of an
+    ``extent``-row array as ``pieces[j]`` (j = 0 .. a-1, windows overlapping by a - m <= m
+    rows): pieces ``j < m`` tile the rows without overlap (a stack and a reshape), pieces
+    ``j >= m`` land on the first rows of the next block (the same, shifted by one block)."""
+    a, blocks = len(pieces), pieces[0].shape[axis]
+
+    def tiled(ps: Sequence[Array]) -> Array:
+        t = jnp.stack(ps, axis=axis + 1)
+        if len(ps) < m:
+            widths = [(0, 0)] * t.ndim
+            widths[axis + 1] = (0, m - len(ps))
+            t = jnp.pad(t, widths)
+        return t.reshape(t.shape[:axis] + (blocks * m,) + t.shape[axis + 2 :])
+
+    out = tiled(pieces[:m])
+    if a > m:
+        widths = [(0, 0)] * out.ndim
+        widths[axis] = (0, m)
+        out = jnp.pad(out, widths)
+        widths[axis] = (m, 0)
+        out = out + jnp.pad(tiled(pieces[m:]), widths)
+    return jax.lax.slice_in_dim(out, 0, extent, axis=axis)
+
+
+def _transform_input_fwd(x, bt, m, th, tw):
+    return _transform_input_vjp(x, bt, m, th, tw), x.shape
+
+
+def _transform_input_bwd(bt, m, th, tw, shape, dv):
+    """The transform's transpose, written so that XLA on CPU emits it as block copies and
+    one add per axis: JAX's own (pads of the strided slices, summed) was the slowest loop
+    of a DCGAN generator's transposed convolutions, and of the critics' input gradients."""
+    bt_ = np.array(bt)
+    a = len(bt_)
+    n, h, w, c = shape
+    d = dv.reshape(a, a, n, th, tw, c)
+    cols = _combine(bt_.T, [d[:, j] for j in range(a)])  # column slice j: (a, n, th, tw, c)
+    rows = _scatter_windows(cols, 3, m, w)  # (a, n, th, w, c)
+    return (_scatter_windows(_combine(bt_.T, list(rows)), 1, m, h),)
+
+
+_transform_input_vjp.defvjp(_transform_input_fwd, _transform_input_bwd)
 
 
 def _transform_output(m: Array, at: np.ndarray, n: int, th: int, tw: int) -> Array:
