@@ -130,6 +130,30 @@ def test_input_transform_gradient_is_the_transpose_without_strided_pads(transfor
     assert strided_pads(ours) == 0
 
 
+def test_hwoi_kernel_layout_equals_hwio_with_derivatives():
+    """``kernel_layout='HWOI'`` (the transposed convolutions' adjoint form) computes the
+    convolution of the kernel with in and out swapped, with the same derivatives; and
+    ``space_to_depth_operands`` rearranges an HWOI kernel as the HWIO one, swapped."""
+    from jaxgan.nets.layers import space_to_depth_operands
+
+    x, k = jnp.asarray(_normal(32, (2, 9, 7, 4))), jnp.asarray(_normal(33, (2, 2, 4, 3)))
+    k_oi = k.transpose(0, 1, 3, 2)
+    np.testing.assert_allclose(
+        winograd.conv_winograd(x, k_oi, kernel_layout="HWOI"), winograd.conv_winograd(x, k)
+    )
+    ours = lambda k, x: winograd.conv_winograd(x, k.transpose(0, 1, 3, 2), kernel_layout="HWOI")
+    _assert_same_penalised(ours, lambda k, x: _lax_conv(x, k), k, x)
+    big = jnp.asarray(_normal(34, (4, 4, 4, 3)))
+    xs, ks = space_to_depth_operands(x, big, (2, 2), ((1, 1), (1, 1)))
+    xs_oi, ks_oi = space_to_depth_operands(
+        x, big.transpose(0, 1, 3, 2), (2, 2), ((1, 1), (1, 1)), kernel_layout="HWOI"
+    )
+    np.testing.assert_array_equal(xs_oi, xs)
+    np.testing.assert_array_equal(ks_oi, ks.transpose(0, 1, 3, 2))
+    with pytest.raises(ValueError, match="kernel_layout"):
+        winograd.conv_winograd(x, k, kernel_layout="OIHW")
+
+
 @pytest.mark.parametrize("r, max_factor, rms_factor", [(3, 4, 4), (2, 16, 12)])
 def test_conv_winograd_accuracy_against_float64(r, max_factor, rms_factor):
     """Against a float64 reference, the float32 Winograd forms stay within a stated factor

@@ -307,15 +307,20 @@ def conv_transpose_adjoint(
     for k, s_ in zip((kh, kw), geo_s, strict=True):
         lo = k - 1 - _same_pad_before(k, s_)
         pads.append((lo, k - s_ - lo))
-    flipped = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)  # (kh, kw, out, in)
     out_shape = (b, h * geo_s[0], w * geo_s[1], out)
     if winograd_form:
+        # The strided convolution's kernel is the flipped one with in and out swapped:
+        # given as HWOI, that is the flipped kernel itself, and its input gradient's
+        # matrix products take the transformed kernel as stored (no transposed copy of the
+        # kernel, or of its gradient, before Adam).
         strided = lambda z: winograd.conv_winograd(
-            *space_to_depth_operands(z, flipped, geo_s, pads)
+            *space_to_depth_operands(z, jnp.flip(kernel, (0, 1)), geo_s, pads, "HWOI"),
+            kernel_layout="HWOI",
         )
         # The example primal carries x's shard_map type (varying along x's axes).
         primal = _like_primal(jnp.zeros(out_shape, x.dtype), x)
         return jax.vjp(strided, primal)[1](x)[0]
+    flipped = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)  # (kh, kw, out, in)
     return _conv_dx(x, flipped, (geo_s, tuple(pads)), out_shape)
 
 
@@ -415,7 +420,11 @@ def conv_space_to_depth(
 
 
 def space_to_depth_operands(
-    x: Array, kernel: Array, strides: Sequence[int], padding: Sequence[tuple[int, int]]
+    x: Array,
+    kernel: Array,
+    strides: Sequence[int],
+    padding: Sequence[tuple[int, int]],
+    kernel_layout: str = "HWIO",
 ) -> tuple[Array, Array]:
     """The input and kernel of the stride-1 'VALID' convolution equal to a strided one.
 
@@ -430,10 +439,13 @@ def space_to_depth_operands(
     rhs-dilated ones, which XLA on CPU runs up to ~30x slower than plain convolutions; here
     every derivative is a stride-1, undilated convolution.
 
-    The input is rearranged by :func:`space_to_depth`.
+    The input is rearranged by :func:`space_to_depth`. ``kernel_layout`` 'HWOI': the
+    kernel is given, and returned, with its input and output axes swapped.
     """
+    if kernel_layout not in ("HWIO", "HWOI"):
+        raise ValueError(f"kernel_layout must be 'HWIO' or 'HWOI', got {kernel_layout!r}")
     b, h, w, c = x.shape
-    kh, kw, ci, co = kernel.shape
+    kh, kw = kernel.shape[:2]
     sh, sw = (int(s) for s in strides)
     (plh, phh), (plw, phw) = ((int(a), int(b_)) for a, b_ in padding)
     ho = (h + plh + phh - kh) // sh + 1
@@ -442,9 +454,13 @@ def space_to_depth_operands(
     lh, lw = sh * (ho + th - 1), sw * (wo + tw - 1)  # padded extent actually read
     x = space_to_depth(x, (sh, sw), (plh, plw), (lh // sh, lw // sw))
     k = jnp.pad(kernel, ((0, th * sh - kh), (0, tw * sw - kw), (0, 0), (0, 0)))
-    k = k.reshape(th, sh, tw, sw, ci, co).transpose(0, 2, 1, 3, 4, 5)
-    k = k.reshape(th, tw, sh * sw * ci, co)
-    return x, k
+    if kernel_layout == "HWIO":
+        ci, co = kernel.shape[2:]
+        k = k.reshape(th, sh, tw, sw, ci, co).transpose(0, 2, 1, 3, 4, 5)
+        return x, k.reshape(th, tw, sh * sw * ci, co)
+    co, ci = kernel.shape[2:]
+    k = k.reshape(th, sh, tw, sw, co, ci).transpose(0, 2, 4, 1, 3, 5)
+    return x, k.reshape(th, tw, co, sh * sw * ci)
 
 
 def _depth_to_space_cropped(
