@@ -154,6 +154,22 @@ def test_hwoi_kernel_layout_equals_hwio_with_derivatives():
         winograd.conv_winograd(x, k, kernel_layout="OIHW")
 
 
+def test_output_tiles_rearrangement_custom_vjps_equal_the_transpose():
+    """``_tiles_to_image`` (a transpose) and ``_image_to_tiles`` (strided slices) are each
+    other's inverse and adjoint: values, gradients and a squared gradient's gradient equal
+    JAX's derivatives of the plain transpose."""
+    y = jnp.asarray(_normal(35, (4, 4, 2, 3, 2, 5)))
+    plain = lambda y: y.transpose(2, 3, 0, 4, 1, 5).reshape(2, 12, 8, 5)
+    ours = winograd._tiles_to_image
+    np.testing.assert_array_equal(ours(y), plain(y))
+    np.testing.assert_array_equal(winograd._image_to_tiles(plain(y), 4), y)
+    g = jnp.asarray(_normal(36, (2, 12, 8, 5)))
+    grad = lambda f: jax.grad(lambda y: jnp.sum(jnp.sin(f(y)) * g))
+    np.testing.assert_allclose(grad(ours)(y), grad(plain)(y), rtol=1e-6)
+    second = lambda f: jax.grad(lambda y: jnp.sum(jnp.cos(grad(f)(y))))(y)
+    np.testing.assert_allclose(second(ours), second(plain), rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("r, max_factor, rms_factor", [(3, 4, 4), (2, 16, 12)])
 def test_conv_winograd_accuracy_against_float64(r, max_factor, rms_factor):
     """Against a float64 reference, the float32 Winograd forms stay within a stated factor
