@@ -278,10 +278,11 @@ _TILES_VJP_T = 4
 @jax.custom_vjp
 def _tiles_to_image(y: Array) -> Array:
     """(t, t, n, th, tw, f) output tiles -> (n, t*th, t*tw, f): a transpose. Its gradient
-    is :func:`_image_to_tiles` (strided slices), and that one's is this: JAX's own transpose
-    of the transpose, fused with the BatchNorm and activation gradients before it, ran up
-    to 2.6x slower than the slices (F(2x2, 3x3) at 64x64x256), and JAX's transpose of
-    strided slices (a gradient penalty's second derivatives) is interior padding."""
+    is :func:`_image_to_tiles` (strided slices), and that one's is this. JAX's own gradient,
+    the transpose of the transpose, is fused by XLA with the BatchNorm and activation
+    gradients before it (in isolation, with an elementwise producer, 0.23 against 0.20 ms
+    at DCGAN 32's 8x8x128; the steps in the comment on _TILES_VJP_T); and JAX's transpose
+    of strided slices (a gradient penalty's second derivatives) would be interior padding."""
     t, _, n, th, tw, f = y.shape
     return y.transpose(2, 3, 0, 4, 1, 5).reshape(n, t * th, t * tw, f)
 
