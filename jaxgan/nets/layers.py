@@ -442,8 +442,7 @@ def space_to_depth_operands(
     The input is rearranged by :func:`space_to_depth`. ``kernel_layout`` 'HWOI': the
     kernel is given, and returned, with its input and output axes swapped.
     """
-    if kernel_layout not in ("HWIO", "HWOI"):
-        raise ValueError(f"kernel_layout must be 'HWIO' or 'HWOI', got {kernel_layout!r}")
+    winograd.check_kernel_layout(kernel_layout)
     b, h, w, c = x.shape
     kh, kw = kernel.shape[:2]
     sh, sw = (int(s) for s in strides)
@@ -471,9 +470,7 @@ def _depth_to_space_cropped(
     _, h, w, c = shape
     (sh, sw), (plh, plw) = strides, lows
     y = y.reshape(b, bh, bw, sh, sw, c).transpose(0, 1, 3, 2, 4, 5).reshape(b, bh * sh, bw * sw, c)
-    zero = jnp.zeros((), y.dtype)
-    pads = ((0, 0, 0), (-plh, h + plh - sh * bh, 0), (-plw, w + plw - sw * bw, 0), (0, 0, 0))
-    return jax.lax.pad(y, zero, pads)
+    return _zero_pad(y, ((-plh, h + plh - sh * bh), (-plw, w + plw - sw * bw)))
 
 
 def _phase_rows(n: int, s: int, p: int, low: int, blocks: int) -> tuple[int, int, int]:
@@ -512,8 +509,7 @@ def space_to_depth(
                 continue
             end = (b, rh + sh * (nh - 1) + 1, rw + sw * (nw - 1) + 1, c)
             plane = jax.lax.slice(x, (0, rh, rw, 0), end, (1, sh, sw, 1))
-            pads = ((0, 0), (qh, bh - qh - nh), (qw, bw - qw - nw), (0, 0))
-            planes.append(jnp.pad(plane, pads))
+            planes.append(_zero_pad(plane, ((qh, bh - qh - nh), (qw, bw - qw - nw))))
     return jnp.concatenate(planes, axis=-1)
 
 

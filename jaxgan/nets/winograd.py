@@ -316,6 +316,12 @@ _tiles_to_image.defvjp(_tiles_to_image_fwd, _tiles_to_image_bwd)
 _image_to_tiles.defvjp(_image_to_tiles_fwd, _image_to_tiles_bwd)
 
 
+def check_kernel_layout(kernel_layout: str) -> None:
+    """Raise unless ``kernel_layout`` is 'HWIO' or 'HWOI' (in and out axes swapped)."""
+    if kernel_layout not in ("HWIO", "HWOI"):
+        raise ValueError(f"kernel_layout must be 'HWIO' or 'HWOI', got {kernel_layout!r}")
+
+
 @functools.partial(jax.jit, static_argnames=("precision", "kernel_layout"))
 def conv_winograd(
     x: Array, kernel: Array, precision: Any = None, kernel_layout: str = "HWIO"
@@ -334,8 +340,7 @@ def conv_winograd(
     0.5 s with (as long as with XLA's convolution). Inside another jit it is inlined.
     """
     r = kernel.shape[0]
-    if kernel_layout not in ("HWIO", "HWOI"):
-        raise ValueError(f"kernel_layout must be 'HWIO' or 'HWOI', got {kernel_layout!r}")
+    check_kernel_layout(kernel_layout)
     c_axis = 2 if kernel_layout == "HWIO" else 3
     if (
         x.ndim != 4
