@@ -91,6 +91,31 @@ def gather_rows(tree: Any, axis_name: str | None) -> Any:
     return tree if axis_name is None else jax.lax.all_gather(tree, axis_name, tiled=True)
 
 
+def split_rows(tree: Any) -> Any:
+    """Arrays made inside a step for the global batch (noise, random codes), constrained
+    to be split over ``'data'`` like the batch when the step runs under
+    ``parallel='sharding'`` (inside :func:`shard_step`'s mesh); ``tree`` itself otherwise.
+
+    Drawn from a replicated key, such arrays are replicated as far as XLA's sharding
+    propagation sees, and so is everything computed from them until it meets the sharded
+    batch: without this constraint every device ran the generator on the whole batch (a
+    DCGAN 32 step on two CPU devices took 140 ms, against 77 ms on one). Arrays whose
+    leading axis the mesh does not divide are left as they are.
+    """
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty or DATA not in mesh.axis_names:
+        return tree
+    n = mesh.shape[DATA]
+    spec = PartitionSpec(DATA)
+
+    def constrain(a: Any) -> Any:
+        if getattr(a, "ndim", 0) == 0 or a.shape[0] % n:
+            return a
+        return jax.lax.with_sharding_constraint(a, spec)
+
+    return jax.tree.map(constrain, tree)
+
+
 def check_divisible(batch_size: int, n_devices: int, chunks: int = 1) -> None:
     """Raise a clear ValueError unless each of the ``chunks`` consecutive parts of a batch of
     ``batch_size`` rows splits evenly over ``n_devices`` devices."""
@@ -240,7 +265,8 @@ def init_sharded(init_fn: Callable[[jax.Array], Any], key: jax.Array, mesh: Mesh
 
 def shard_step(step_fn: StepFn, mesh: Mesh) -> StepFn:
     """``jax.jit`` of a global step: state replicated, batch split over ``'data'``, metrics
-    replicated; the state is donated."""
+    replicated; the state is donated. Called and lowered (``step.lower(state, batch)``)
+    inside ``mesh``, so that :func:`split_rows` sees it."""
     rep, data = replicated_sharding(mesh), data_sharding(mesh)
     jitted = jax.jit(step_fn, in_shardings=(rep, data), out_shardings=(rep, rep), donate_argnums=0)
 
@@ -248,6 +274,11 @@ def shard_step(step_fn: StepFn, mesh: Mesh) -> StepFn:
         with jax.set_mesh(mesh):
             return jitted(state, batch)
 
+    def lower(state: Any, batch: Any) -> Any:
+        with jax.set_mesh(mesh):
+            return jitted.lower(state, batch)
+
+    step.lower = lower  # like a jax.jit object's: to compile ahead of time or inspect
     return step
 
 

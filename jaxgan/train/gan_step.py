@@ -198,8 +198,8 @@ def make_train_step(
     def sample(key: Array, real_batch: dict, n: int):
         """Generator inputs for ``n`` rows; under pmap this device's rows of a global draw
         (the conditioning sees the global batch; unused parts of it are compiled away)."""
-        if axis_name is None:
-            return conditioning.sample(key, real_batch, n, cfg.latent_dim)
+        if axis_name is None:  # under parallel='sharding': split like the batch
+            return parallel.split_rows(conditioning.sample(key, real_batch, n, cfg.latent_dim))
         n_global = n * jax.lax.axis_size(axis_name)
         return own_rows(conditioning.sample(key, gather(real_batch), n_global, cfg.latent_dim))
 

@@ -27,6 +27,7 @@ import numpy as np
 from equivalence import compare, max_diff, with_sgd  # this folder (run as scripts)
 
 from jaxgan import parallel
+from jaxgan.data import batch_iterator
 from jaxgan.train.unconditional import base_config, build_gan_task
 
 STEPS = {"dcgan": 2, "wgan_gp": 2, "ralsgan": 4}
@@ -106,12 +107,38 @@ def divisibility_errors() -> dict:
     return errors
 
 
+def global_batch_images() -> dict:
+    """Arrays of images of the whole global batch in the compiled sharded DCGAN step: there
+    should be none, every device works on its own rows. The generator's noise is drawn
+    from a replicated key; unless the step splits it (``parallel.split_rows``), every
+    device runs the generator on the whole batch."""
+    import re
+
+    c = config("dcgan", "sharding")
+    par = parallel.ShardingParallel(build_gan_task(c))
+    state = par.init_state(jax.random.PRNGKey(0))
+    task = par.task
+    it = batch_iterator(
+        task.source, task.examples_per_step, seed=0, prefetch=0, transform=task.transform
+    )
+    batch = par.put_batch(it.make_batch(0))
+    text = par._step.lower(state, batch).compile().as_text()
+    size = c.image_size
+    per_device = c.batch_size // jax.device_count()
+    found = {
+        n: len(re.findall(rf"f32\[{n},{size},{size},\d+\]", text))
+        for n in (c.batch_size, per_device)
+    }
+    return {"global": found[c.batch_size], "per_device": found[per_device]}
+
+
 def main() -> None:
     out_path = sys.argv[1]
     result: dict = {"devices": jax.device_count(), "errors": divisibility_errors()}
     for name in STEPS:
         result[name], params = run(name)
-    result["loop"] = loop(out_path + ".run", params)  # params: RaLSGAN on one device
+    result["loop"] = loop(out_path + ".run", params)
+    result["images"] = global_batch_images()  # params: RaLSGAN on one device
     with open(out_path, "w") as fh:
         json.dump(result, fh, indent=1)
 
