@@ -84,7 +84,7 @@ def test_transforms_give_the_minimal_filtering_identity():
         ((2, 9, 8, 6), 5, 2),
         ((1, 7, 4, 3), 2, 2),
         ((1, 2, 3, 2), 3, 2),
-        ((6, 16, 14, 2), 3, 2),  # >= 1024 output pixels: F(4x4, 2x2), sizes 15 and 13
+        ((11, 16, 14, 2), 3, 2),  # >= 2048 output pixels: F(4x4, 2x2), sizes 15 and 13
         ((4, 17, 17, 3), 2, 2),
     ],
 )
@@ -176,7 +176,7 @@ def test_conv_winograd_accuracy_against_float64(r, max_factor, rms_factor):
     of the error of XLA's float32 convolution: F(2x2, 3x3) within 4x; F(4x4, 2x2) (the
     space-to-depth form of a 4x4 stride-2 layer) within 16x at the largest error and 12x in
     RMS (measured 9-14x and 5-8x on DCGAN's layers: a few 1e-6 of the output's scale)."""
-    c, n, hw = (128, 2, 16) if r == 3 else (256, 4, 17)  # 2x2: 1024 outputs, F(4x4, 2x2)
+    c, n, hw = (128, 2, 16) if r == 3 else (256, 8, 17)  # 2x2: 2048 outputs, F(4x4, 2x2)
     x, k = _normal(4, (n, hw, hw, c)), _normal(5, (r, r, c, 64)) / np.sqrt(r * r * c)
     assert winograd.transforms(r, n * (hw - r + 1) ** 2)[0].shape == ((4, 4) if r == 3 else (5, 5))
     exact = _numpy_conv64(x, k)
@@ -194,8 +194,10 @@ def test_conv_winograd_accuracy_against_float64(r, max_factor, rms_factor):
 
 def test_transforms_rule():
     assert winograd.transforms(3, 10**6) is winograd.F2_3
-    assert winograd.transforms(2, 1024) is winograd.F4_2  # DCGAN 64's 4x4 outputs, batch 64
-    assert winograd.transforms(2, 1023) is winograd.F2_2  # ESRGAN critic's last layers
+    assert winograd.transforms(2, 2048) is winograd.F4_2
+    assert winograd.transforms(2, 4096) is winograd.F4_2  # DCGAN 32's 8x8 outputs, batch 64
+    assert winograd.transforms(2, 2047) is winograd.F2_2
+    assert winograd.transforms(2, 1024) is winograd.F2_2  # DCGAN's 4x4 outputs, batch 64
 
 
 def test_use_winograd_strided_rule():

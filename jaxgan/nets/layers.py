@@ -38,8 +38,8 @@ float32, on the project's 2-core CPU machine (jax 0.10.2), 2026-11-23 at load ~0
 ``impl='auto'`` now runs this layer on CPU as the adjoint of the Winograd strided
 convolution, ``conv_transpose_adjoint(..., winograd_form=True)``, a row the command below
 also prints (F(2x2, 2x2) when these numbers were taken, F(4x4, 2x2) from 1024 output
-pixels since): at 23:15 UTC it printed 83.9 ms for the adjoint form above and
-74.4 ms for the Winograd one (flax 1200 ms; see :mod:`jaxgan.nets.winograd`).
+pixels since, from 2048 since 2026-12-07): at 23:15 UTC it printed 83.9 ms for the
+adjoint form above and 74.4 ms for the Winograd one (flax 1200 ms; see :mod:`jaxgan.nets.winograd`).
 
 The layer costs 12.9 GFLOP forward + backward, so the adjoint form runs at ~125 GFLOP/s.
 Its input gradient is the strided convolution and its forward pass that convolution's
@@ -979,7 +979,7 @@ class Conv(nn.Module):
 
     * strided with a kernel twice the stride and at least 64 channels in and out (DCGAN's
       4x4 stride-2 layers; :func:`jaxgan.nets.winograd.use_winograd_strided`): Winograd
-      F(4x4, 2x2), or F(2x2, 2x2) below 1024 output pixels, of the space-to-depth form
+      F(4x4, 2x2), or F(2x2, 2x2) below 2048 output pixels, of the space-to-depth form
       (:func:`space_to_depth_operands`, :func:`jaxgan.nets.winograd.conv_winograd`), 25/64
       or 9/16 of the multiply-adds (a DCGAN 64 step 1.02 -> 0.75 s with F(2x2, 2x2), 0.66-0.68 s
       with F(4x4, 2x2));

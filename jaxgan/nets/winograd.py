@@ -63,8 +63,11 @@ adjoint (its VJP at zero) of that strided convolution. Two tiles:
   is 5-8x that of XLA's float32 convolution in RMS, 9-14x at the largest (a few 1e-6 of
   the output's scale on DCGAN's layers; tested), far below what training notices.
 * F(2x2, 2x2): each 2x2 block from a 3x3 block with 9 products instead of 16 (coefficients
-  0 and +-1 only). Used below 1024 output pixels (batch * H * W, :func:`transforms`):
+  0 and +-1 only). Used below 2048 output pixels (batch * H * W, :func:`transforms`):
   there F(4x4, 2x2)'s 25 transformed kernel matrices cost more than its products save.
+  (The threshold was 1024 until 2026-12-07; at 2048 DCGAN's 4x4-output layers at batch 64
+  take F(2x2, 2x2): paired step ratios 0.959-0.985 for DCGAN 32, 0.985 for DCGAN 64,
+  0.944 for WGAN-GP, ESRGAN within its noise.)
 
 Forward + both gradients (a ``/tmp`` script, jit, median of 7; XLA's form is
 ``layers.conv_strided``), F(2x2, 2x2) -> F(4x4, 2x2): DCGAN 64's critic, batch 64,
@@ -133,7 +136,10 @@ AT2 = np.array([[1, 1, 0], [0, 1, 1]], np.float64)
 F2_3, F2_2, F4_2 = (BT, G, AT), (BT2, G2, AT2), (BT4, G4, AT4)
 # 2x2 kernels with fewer output pixels (batch * H * W) than this take F(2x2, 2x2): there
 # F(4x4, 2x2)'s 25 transformed kernel matrices (against 9) cost more than its products save.
-_F4_MIN_PIXELS = 1024
+# DCGAN's 4x4-output layers at batch 64 (1024 pixels) are below it: their transformed
+# kernels (25 x 512 x 256 floats in DCGAN 32's critic, 13 MB, read by every product)
+# outweigh the products' 25/36 of F(2x2, 2x2)'s multiply-adds.
+_F4_MIN_PIXELS = 2048
 
 # The rule (see the table above): both channel counts at least _MIN_CHANNELS, and, when
 # neither exceeds _FEW_CHANNELS, at most _MAX_PIXELS output pixels (batch * H * W).
