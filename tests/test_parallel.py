@@ -281,6 +281,30 @@ def test_vmapped_seeds_equal_separate_runs_and_resume(tmp_path):
     assert res["summary"]["over_seeds"]["modes"]["mean"] == pytest.approx(np.mean(modes))
 
 
+def test_split_rows_constrains_batch_arrays_only_inside_a_data_mesh():
+    import jax.numpy as jnp
+    from jax.sharding import AxisType, PartitionSpec
+
+    tree = {"z": jnp.ones((4, 3)), "s": jnp.float32(2.0)}
+    assert parallel.split_rows(tree) is tree  # no mesh: untouched
+
+    def lowered(kind: AxisType) -> str:
+        mesh = jax.make_mesh((1,), (parallel.DATA,), axis_types=(kind,))
+        with jax.set_mesh(mesh):
+            return jax.jit(lambda t: parallel.split_rows(t)).lower(tree).as_text()
+
+    auto = lowered(AxisType.Auto)
+    assert '<@mesh, [{"data"}, {}]>' in auto, auto  # z's rows over 'data'
+    assert auto.count("sharding_constraint") == 1  # the scalar is left alone
+    mesh = jax.make_mesh((1,), (parallel.DATA,), axis_types=(AxisType.Explicit,))
+    with jax.set_mesh(mesh):  # an Explicit axis is resharded (a constraint would assert)
+        out = jax.jit(parallel.split_rows)(tree)
+    assert out["z"].sharding.spec == PartitionSpec(parallel.DATA, None)
+    other = jax.make_mesh((1,), ("model",), axis_types=(AxisType.Auto,))
+    with jax.set_mesh(other):  # no 'data' axis: untouched
+        assert "sharding_constraint" not in jax.jit(parallel.split_rows).lower(tree).as_text()
+
+
 def test_stack_and_unstack_states_round_trip():
     states = [{"a": np.full((2,), i, np.float32), "b": np.int32(i)} for i in range(3)]
     stacked = parallel.stack_states(states)
