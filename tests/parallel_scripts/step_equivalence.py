@@ -137,8 +137,8 @@ def main() -> None:
     result: dict = {"devices": jax.device_count(), "errors": divisibility_errors()}
     for name in STEPS:
         result[name], params = run(name)
-    result["loop"] = loop(out_path + ".run", params)
-    result["images"] = global_batch_images()  # params: RaLSGAN on one device
+    result["loop"] = loop(out_path + ".run", params)  # params: RaLSGAN on one device
+    result["images"] = global_batch_images()
     with open(out_path, "w") as fh:
         json.dump(result, fh, indent=1)
 
