@@ -10,7 +10,8 @@ Initialisation follows the paper ("all weights ... from a zero-centred Normal di
 with standard deviation 0.02"): every Dense/Conv/ConvTranspose kernel is N(0, 0.02^2),
 biases are zero. BatchNorm scales are N(1, 0.02^2) and offsets zero, as in the authors'
 reference code (and PyTorch's DCGAN example); the paper itself does not say. BatchNorm uses
-momentum 0.9 (PyTorch's 0.1) and epsilon 1e-5. The generator's transposed convolutions are
+momentum 0.9 (PyTorch's 0.1) and epsilon 1e-5; it is :class:`jaxgan.nets.norm.BatchNorm`,
+flax's layer with a closed-form derivative. The generator's transposed convolutions are
 :class:`jaxgan.nets.layers.ConvTranspose`, exact and much faster on CPU than flax's.
 """
 
@@ -21,6 +22,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from jaxgan.nets.layers import Conv, ConvTranspose, count_params
+from jaxgan.nets.norm import BatchNorm
 
 __all__ = ["DCGANDiscriminator", "DCGANGenerator", "count_params"]
 
@@ -52,8 +54,8 @@ def _check_config(name: str, resolution: int, base_features: int) -> int:
     return resolution.bit_length() - 3  # 8 -> 1, 16 -> 2, 32 -> 3, 64 -> 4
 
 
-def _batch_norm(train: bool, axis_name: str | None = None, name: str | None = None) -> nn.BatchNorm:
-    return nn.BatchNorm(
+def _batch_norm(train: bool, axis_name: str | None = None, name: str | None = None) -> BatchNorm:
+    return BatchNorm(
         use_running_average=not train,
         momentum=_MOMENTUM,
         epsilon=_EPSILON,

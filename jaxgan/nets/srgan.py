@@ -50,6 +50,7 @@ import numpy as np
 from flax import linen as nn
 
 from jaxgan.nets.layers import Conv, pixel_shuffle
+from jaxgan.nets.norm import BatchNorm
 
 Array = jax.Array
 
@@ -92,10 +93,11 @@ class ResidualBlock(nn.Module):
         return x + y
 
 
-def _bn(train: bool, name: str, axis_name: str | None = None) -> nn.BatchNorm:
+def _bn(train: bool, name: str, axis_name: str | None = None) -> BatchNorm:
     """BatchNorm with PyTorch's defaults (momentum 0.1 there is 0.9 here, eps 1e-5);
-    ``axis_name``: under ``jax.pmap``, the axis its batch statistics are averaged over."""
-    return nn.BatchNorm(
+    ``axis_name``: under ``jax.pmap``, the axis its batch statistics are averaged over.
+    :class:`jaxgan.nets.norm.BatchNorm`: flax's layer with a closed-form derivative."""
+    return BatchNorm(
         use_running_average=not train,
         momentum=0.9,
         epsilon=1e-5,
