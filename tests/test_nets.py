@@ -166,6 +166,9 @@ CONV_CASES = [
     ((3, 3), (1, 1), 1, 40),
     ((4, 4), (1, 1), 1, 20),
     ((3, 3), (1, 1), "VALID", 30),
+    # a kernel as large as the (padded) input: one output pixel, a matrix product
+    ((13, 11), (1, 1), "VALID", 3),
+    ((15, 12), (2, 3), ((1, 1), (0, 1)), 2),
 ]
 
 
@@ -473,6 +476,24 @@ def test_conv_routes_narrow_outputs_of_wide_inputs_to_conv_taps_and_equals_flax(
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
     hlo = jax.jit(grads(ours)).lower(variables, x).as_text()
     assert "stablehlo.convolution" not in hlo and "stablehlo.dot_general" in hlo
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="routing of impl='auto' on CPU")
+def test_conv_whose_kernel_covers_the_input_is_one_matrix_product():
+    """A DCGAN critic's last layer (4x4 'VALID' on a 4x4 map): a matrix product, no
+    convolution, forward and backward; a kernel one pixel smaller stays a convolution."""
+    from jaxgan.nets.layers import conv_whole_input
+
+    x = _normal(45, (3, 4, 4, 16))
+    for size, expect_conv in ((4, False), (3, True)):
+        m = Conv(1, (size, size), padding="VALID")
+        v = m.init(jax.random.PRNGKey(0), x)
+        loss = lambda v, x, m=m: jnp.sum(jnp.sin(m.apply(v, x)))
+        hlo = jax.jit(jax.grad(loss, argnums=(0, 1))).lower(v, x).as_text()
+        assert ("stablehlo.convolution" in hlo) == expect_conv
+        assert expect_conv or "stablehlo.dot_general" in hlo
+    with pytest.raises(ValueError, match="does not cover"):
+        conv_whole_input(x, jnp.zeros((3, 4, 16, 1)))
 
 
 def test_conv_valid_tiled_equals_one_convolution(monkeypatch):

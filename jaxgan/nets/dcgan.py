@@ -167,5 +167,5 @@ class DCGANDiscriminator(nn.Module):
             elif self.norm == "layer":
                 h = nn.LayerNorm(epsilon=_EPSILON, reduction_axes=(-3, -2, -1), feature_axes=-1)(h)
             h = nn.leaky_relu(h, negative_slope=0.2)
-        h = nn.Conv(1, (4, 4), padding="VALID", kernel_init=dcgan_kernel_init)(h)
+        h = Conv(1, (4, 4), padding="VALID", kernel_init=dcgan_kernel_init)(h)
         return h.reshape(x.shape[0])
