@@ -296,10 +296,14 @@ def _tiles_to_image(y: Array) -> Array:
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
 def _image_to_tiles(x: Array, t: int) -> Array:
     """(n, t*th, t*tw, f) -> (t, t, n, th, tw, f): the adjoint (and inverse) of
-    :func:`_tiles_to_image`, as ``t*t`` strided slices stacked."""
+    :func:`_tiles_to_image`, as ``t`` strided row slices, each rearranged, stacked. (In a
+    DCGAN step XLA fuses each slice with the BatchNorm and activation gradients before
+    it. Paired A/B against ``t*t`` strided slices, the earlier form: DCGAN 32 0.978 and
+    0.991, DCGAN 64 0.990, WGAN-GP 0.992; a single transpose was 1.013, the row slices
+    stacked before one transpose 1.041, column slices 1.009 against the row slices.)"""
     n, h, w, f = x.shape
-    tiles = [x[:, u::t, v::t] for u in range(t) for v in range(t)]
-    return jnp.stack(tiles).reshape(t, t, n, h // t, w // t, f)
+    rows = [x[:, u::t].reshape(n, h // t, w // t, t, f) for u in range(t)]
+    return jnp.stack([r.transpose(3, 0, 1, 2, 4) for r in rows])
 
 
 def _tiles_to_image_fwd(y):
