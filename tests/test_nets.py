@@ -237,6 +237,13 @@ def test_space_to_depth_equals_pad_and_transpose_to_second_order(shape, strides,
     np.testing.assert_array_equal(ours(x), want)
     g = _normal(42, want.shape)
     np.testing.assert_array_equal(jax.vjp(ours, x)[1](g)[0], jax.vjp(reference, x)[1](g)[0])
+    # The adjoint's own gradient (a transposed convolution's backward pass) is
+    # space_to_depth again, phase planes without a transpose.
+    adjoint = lambda g: jax.vjp(ours, x)[1](g)[0]
+    x2 = _normal(43, shape)
+    np.testing.assert_array_equal(jax.vjp(adjoint, g)[1](x2)[0], want_of_x2 := reference(x2))
+    hlo = jax.jit(lambda g: jax.vjp(adjoint, g)[1](x2)[0]).lower(g).as_text()
+    assert "stablehlo.transpose" not in hlo and want_of_x2.shape == g.shape
 
     def penalty(f):
         grad = jax.grad(lambda v: jnp.sum(jnp.sin(f(v)) * g))

@@ -462,10 +462,34 @@ def space_to_depth_operands(
     return x, k.reshape(th, tw, co, sh * sw * ci)
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
 def _depth_to_space_cropped(
     y: Array, shape: tuple[int, ...], strides: tuple[int, int], lows: tuple[int, int]
 ) -> Array:
-    """The adjoint of :func:`space_to_depth` (a transpose, then the inverse pad)."""
+    """The adjoint of :func:`space_to_depth` (a transpose, then the inverse pad). Its
+    gradient is :func:`space_to_depth` (phase planes), whose gradient is this: JAX's own,
+    the transpose of the transpose, is what a transposed convolution's backward pass (the
+    gradient of its forward, this function) would otherwise run, fused by XLA with the
+    next BatchNorm's gradient into one slow loop (2.0 ms for a DCGAN 32 generator's 16x16x64
+    output on one core). Paired A/B in one process: DCGAN 32 0.987 and 0.999, DCGAN 64
+    0.989, WGAN-GP 0.986."""
+    return _depth_to_space_plain(y, shape, strides, lows)
+
+
+def _depth_to_space_fwd(y, shape, strides, lows):
+    return _depth_to_space_plain(y, shape, strides, lows), y.shape[1:3]
+
+
+def _depth_to_space_bwd(shape, strides, lows, blocks, g):
+    return (space_to_depth(g, strides, lows, blocks),)
+
+
+_depth_to_space_cropped.defvjp(_depth_to_space_fwd, _depth_to_space_bwd)
+
+
+def _depth_to_space_plain(
+    y: Array, shape: tuple[int, ...], strides: tuple[int, int], lows: tuple[int, int]
+) -> Array:
     b, bh, bw, _ = y.shape
     _, h, w, c = shape
     (sh, sw), (plh, plw) = strides, lows
