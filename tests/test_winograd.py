@@ -129,6 +129,14 @@ def test_input_transform_gradient_is_the_transpose_without_strided_pads(transfor
     assert strided_pads(plain) > 0
     assert strided_pads(ours) == 0
 
+    # The transpose's own gradient (a transposed convolution's backward pass) is the
+    # transform again: strided slices, not pads of the tiles summed.
+    adjoint = lambda dv: jax.vjp(ours, x)[1](dv)[0]
+    x2 = jnp.asarray(_normal(32, x.shape))
+    np.testing.assert_allclose(jax.vjp(adjoint, g)[1](x2)[0], ours(x2), rtol=1e-6, atol=1e-6)
+    back = jax.vjp(adjoint, g)[1]
+    assert "stablehlo.pad" not in jax.jit(back).lower(x2).as_text()
+
 
 def test_hwoi_kernel_layout_equals_hwio_with_derivatives():
     """``kernel_layout='HWOI'`` (the transposed convolutions' adjoint form) computes the

@@ -246,6 +246,33 @@ def _transform_input_fwd(x, bt, m, th, tw):
 
 
 def _transform_input_bwd(bt, m, th, tw, shape, dv):
+    return (_transform_input_adjoint(dv, bt, m, th, tw, tuple(shape)),)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3, 4, 5))
+def _transform_input_adjoint(dv, bt, m, th, tw, shape):
+    """The input transform's transpose (:func:`_transform_input_adjoint_plain`), whose
+    gradient is the transform itself (:func:`_transform_input_vjp`). It is the forward pass
+    of a transposed convolution in Winograd form and part of every input gradient, so its
+    own gradient runs in a generator's backward pass and in a gradient penalty's second
+    derivatives; JAX's, the transpose of the column combinations, summed five padded
+    copies of the tiles (1.5 ms on one core in a DCGAN 32 generator's 8x8 -> 16x16 layer).
+    Paired A/B in one process: DCGAN 32 0.990 and 0.991, DCGAN 64 0.980, WGAN-GP 0.969."""
+    return _transform_input_adjoint_plain(dv, bt, m, th, tw, shape)
+
+
+def _transform_input_adjoint_fwd(dv, bt, m, th, tw, shape):
+    return _transform_input_adjoint_plain(dv, bt, m, th, tw, shape), None
+
+
+def _transform_input_adjoint_bwd(bt, m, th, tw, shape, _, g):
+    return (_transform_input_vjp(g, bt, m, th, tw),)
+
+
+_transform_input_adjoint.defvjp(_transform_input_adjoint_fwd, _transform_input_adjoint_bwd)
+
+
+def _transform_input_adjoint_plain(dv, bt, m, th, tw, shape):
     """The transform's transpose, written so that XLA on CPU emits it as block copies and
     one add per axis: JAX's own (pads of the strided slices, summed) was the slowest loop
     of a DCGAN generator's transposed convolutions, and of the critics' input gradients."""
@@ -255,7 +282,7 @@ def _transform_input_bwd(bt, m, th, tw, shape, dv):
     d = dv.reshape(a, a, n, th, tw, c)
     cols = _combine(bt_.T, [d[:, j] for j in range(a)])  # column slice j: (a, n, th, tw, c)
     rows = _scatter_windows(cols, 3, m, w)  # (a, n, th, w, c)
-    return (_scatter_windows(_combine(bt_.T, list(rows)), 1, m, h),)
+    return _scatter_windows(_combine(bt_.T, list(rows)), 1, m, h)
 
 
 _transform_input_vjp.defvjp(_transform_input_fwd, _transform_input_bwd)
