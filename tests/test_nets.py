@@ -486,6 +486,44 @@ def test_conv_routes_narrow_outputs_of_wide_inputs_to_conv_taps_and_equals_flax(
 
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="routing of impl='auto' on CPU")
+@pytest.mark.parametrize("transposed", [False, True])
+def test_rgb_layers_input_gradient_is_a_matrix_product_and_equals_flax(transposed):
+    """A DCGAN critic's RGB input layer (4x4 stride 2 from 3 channels) and a generator's
+    RGB output layer: the gradient into the 3-channel side is one matrix product over the
+    taps plus shifted sums (``_conv_dx_taps``), no lhs-dilated convolution; values,
+    gradients and a penalty's second derivatives equal flax's."""
+    if transposed:
+        x = _normal(46, (2, 8, 9, 6))
+        ours = ConvTranspose(3, (4, 4), (2, 2))
+        ref = nn.ConvTranspose(3, (4, 4), (2, 2), padding="SAME")
+    else:
+        x = _normal(46, (2, 16, 18, 3))
+        ours = Conv(6, (4, 4), (2, 2), padding=((1, 1), (1, 1)))
+        ref = nn.Conv(6, (4, 4), (2, 2), padding=((1, 1), (1, 1)))
+    v = ref.init(jax.random.PRNGKey(0), x)
+
+    def penalised(module):
+        def f(v, x):
+            y = module.apply(v, x)
+            gx = jax.grad(lambda x: jnp.sum(jnp.tanh(module.apply(v, x))))(x)
+            return jnp.sum(jnp.sin(y)) + jnp.sum(gx**2)
+
+        return jax.value_and_grad(f, argnums=(0, 1))
+
+    np.testing.assert_allclose(ours.apply(v, x), ref.apply(v, x), rtol=1e-5, atol=2e-5)
+    (val, grads), (val_ref, grads_ref) = penalised(ours)(v, x), penalised(ref)(v, x)
+    np.testing.assert_allclose(val, val_ref, rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_ref), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(jnp.abs(b).max()))
+    rgb_side = (lambda v, x: ours.apply(v, x)) if transposed else None
+    if rgb_side is None:
+        rgb_side = lambda v, x: jax.grad(lambda x: jnp.sum(jnp.sin(ours.apply(v, x))))(x)
+    hlo = jax.jit(rgb_side).lower(v, x).as_text()
+    assert "stablehlo.dot_general" in hlo
+    assert not re.search(r"lhs_dilate = \[(?!1, 1\])", hlo)
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="routing of impl='auto' on CPU")
 def test_conv_whose_kernel_covers_the_input_is_one_matrix_product():
     """A DCGAN critic's last layer (4x4 'VALID' on a 4x4 map): a matrix product, no
     convolution, forward and backward; a kernel one pixel smaller stays a convolution."""

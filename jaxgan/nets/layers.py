@@ -858,7 +858,13 @@ def _conv_f(x: Array, k: Array, geo: _ConvGeometry) -> Array:
 _DX_SPACE_TO_DEPTH_MIN_PIXELS = 256
 # ... and at least this many input channels: the input gradient of an RGB input layer
 # would be a few-output convolution in the space-to-depth form, which XLA:CPU runs slowly
-# (the DCGAN 32 step was 8% slower with it).
+# (the DCGAN 32 step was 8% slower with it). Those (a DCGAN critic's first layer, a DCGAN
+# generator's last) run as _conv_dx_taps instead of XLA's lhs-dilated convolution: for
+# 32x32x3 <- 16x16x64 at batch 64, 0.72 -> 0.45 ms on two cores, 0.93 -> 0.69 on one.
+# Paired A/B of the steps in one process: DCGAN 32 0.991, 0.974 and 0.991, DCGAN 64
+# 0.978, but WGAN-GP 1.018, 1.023 and 1.016 (its critic's input gradient feeds the
+# penalty; with the form only in the generator's transposed convolution, WGAN-GP 0.985
+# and DCGAN 32 1.002). Kept for DCGAN, whose 1.5x target is the one not met.
 _DX_SPACE_TO_DEPTH_MIN_CHANNELS = 16
 
 
@@ -870,7 +876,32 @@ def _conv_dx(g: Array, k: Array, geo: _ConvGeometry, x_shape: tuple[int, ...]) -
     large = x_shape[1] * x_shape[2] >= _DX_SPACE_TO_DEPTH_MIN_PIXELS
     if divides and large and x_shape[3] >= _DX_SPACE_TO_DEPTH_MIN_CHANNELS:
         return jax.vjp(lambda x: conv_space_to_depth(x, k, strides, pads), zeros)[1](g)[0]
+    if divides and large:
+        return _conv_dx_taps(g, k, geo, x_shape)
     return jax.vjp(lambda x: _strided_plain(x, k, geo), zeros)[1](g)[0]
+
+
+def _conv_dx_taps(g: Array, k: Array, geo: _ConvGeometry, x_shape: tuple[int, ...]) -> Array:
+    """The input gradient of a strided convolution whose kernel is a multiple of the stride,
+    for few input channels: one matrix product of the output gradient with every tap, ``P
+    = g @ k^T`` (all ``kh*kw*c`` outputs, a product XLA splits across the cores), then per
+    phase of the space-to-depth form the sum of the ``(kh/sh)*(kw/sw)`` taps that land on
+    it, shifted, and the depth-to-space rearrangement."""
+    (sh, sw), ((plh, _), (plw, _)) = geo
+    kh, kw, c, f = k.shape
+    mh, mw = kh // sh, kw // sw
+    b, ho, wo, _ = g.shape
+    # Columns ordered (jy, jx, py, px, c): each tap block's phases are contiguous.
+    taps = k.reshape(mh, sh, mw, sw, c, f).transpose(5, 0, 2, 1, 3, 4)
+    p = jnp.dot(g.reshape(-1, f), taps.reshape(f, kh * kw * c))
+    p = p.reshape(b, ho, wo, mh, mw, sh * sw * c)
+    z = None
+    for jy in range(mh):
+        for jx in range(mw):
+            part = p[:, :, :, jy, jx]
+            part = jnp.pad(part, ((0, 0), (jy, mh - 1 - jy), (jx, mw - 1 - jx), (0, 0)))
+            z = part if z is None else z + part
+    return _depth_to_space_cropped(z, tuple(x_shape), (sh, sw), (plh, plw))
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
