@@ -515,8 +515,9 @@ def test_rgb_layers_input_gradient_is_a_matrix_product_and_equals_flax(transpose
     np.testing.assert_allclose(val, val_ref, rtol=1e-5)
     for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_ref), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(jnp.abs(b).max()))
-    rgb_side = (lambda v, x: ours.apply(v, x)) if transposed else None
-    if rgb_side is None:
+    if transposed:  # the forward pass writes the 3-channel side
+        rgb_side = lambda v, x: ours.apply(v, x)
+    else:  # the input gradient does
         rgb_side = lambda v, x: jax.grad(lambda x: jnp.sum(jnp.sin(ours.apply(v, x))))(x)
     hlo = jax.jit(rgb_side).lower(v, x).as_text()
     assert "stablehlo.dot_general" in hlo

@@ -870,15 +870,17 @@ _DX_SPACE_TO_DEPTH_MIN_CHANNELS = 16
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def _conv_dx(g: Array, k: Array, geo: _ConvGeometry, x_shape: tuple[int, ...]) -> Array:
-    zeros = _like_primal(jnp.zeros(x_shape, g.dtype), g)  # varying where g is (shard_map)
     strides, pads = geo
     divides = k.shape[0] % strides[0] == 0 and k.shape[1] % strides[1] == 0
     large = x_shape[1] * x_shape[2] >= _DX_SPACE_TO_DEPTH_MIN_PIXELS
-    if divides and large and x_shape[3] >= _DX_SPACE_TO_DEPTH_MIN_CHANNELS:
-        return jax.vjp(lambda x: conv_space_to_depth(x, k, strides, pads), zeros)[1](g)[0]
     if divides and large:
-        return _conv_dx_taps(g, k, geo, x_shape)
-    return jax.vjp(lambda x: _strided_plain(x, k, geo), zeros)[1](g)[0]
+        if x_shape[3] < _DX_SPACE_TO_DEPTH_MIN_CHANNELS:
+            return _conv_dx_taps(g, k, geo, x_shape)
+        form = lambda x: conv_space_to_depth(x, k, strides, pads)
+    else:
+        form = lambda x: _strided_plain(x, k, geo)
+    zeros = _like_primal(jnp.zeros(x_shape, g.dtype), g)  # varying where g is (shard_map)
+    return jax.vjp(form, zeros)[1](g)[0]
 
 
 def _conv_dx_taps(g: Array, k: Array, geo: _ConvGeometry, x_shape: tuple[int, ...]) -> Array:
