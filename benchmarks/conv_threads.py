@@ -19,7 +19,7 @@ and the speedup from one core to all of them.
 Why it exists: XLA's YNNPACK convolutions of these shapes run on one thread (a batch of
 32x32 images with 32 or 64 outputs is one tile), so the scanned RRDB trunk ran at about
 half of PyTorch's speed on the 2-core benchmark machine although the per-core rates are
-close; the matrix products of ``conv_taps`` are split across the cores (see the README,
+close; the matrix products of ``conv_taps`` are split across the cores (see ``benchmarks/NOTES.md``,
 "Why half" and "ESRGAN's dense layers as matrix products"). Without PyTorch installed,
 only jaxgan is timed.
 """

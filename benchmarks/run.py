@@ -763,6 +763,12 @@ def _fmt(v: float | None, digits: int = 1) -> str:
     return "—" if v is None else f"{v:.{digits}f}"
 
 
+def _rate(v: float) -> str:
+    """Images per second to three significant digits, whole numbers from 100 up (``:.3g``
+    would print 1000 as '1e+03')."""
+    return f"{v:.0f}" if v >= 100 else f"{v:.3g}"
+
+
 def markdown(report: dict[str, Any]) -> str:
     """The results as a Markdown table with the machine description."""
     m = report["machine"]
@@ -811,8 +817,9 @@ def markdown(report: dict[str, Any]) -> str:
         )
         spread = f"{min(r['ratio_per_repeat']):.2f}–{max(r['ratio_per_repeat']):.2f}"
         batch = r["sizes"].get("batch", "")
+        rates = f"{_rate(r['jax_img_s'])} | {_rate(r['torch_img_s'])}"
         lines.append(
-            f"| {b.title} | {b.step} | {batch} | {r['jax_img_s']:.3g} | {r['torch_img_s']:.3g} "
+            f"| {b.title} | {b.step} | {batch} | {rates} "
             f"| **{r['ratio']:.2f}** ({spread}, {r['repeats']} rep.) | {r['cpu_ratio']:.2f} "
             f"| {target} | {met} | {how} | {mem} | {_fmt(mem_j.get('xla_total_mb'), 0)} |"
         )
@@ -916,8 +923,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 res["status"] = "ok"
                 print(
-                    f"[{name}] jaxgan {res['jax_img_s']:.3g} img/s, PyTorch "
-                    f"{res['torch_img_s']:.3g} img/s, ratio {res['ratio']:.2f} (CPU time "
+                    f"[{name}] jaxgan {_rate(res['jax_img_s'])} img/s, PyTorch "
+                    f"{_rate(res['torch_img_s'])} img/s, ratio {res['ratio']:.2f} (CPU time "
                     f"{res['cpu_ratio']:.2f}), compile "
                     f"{res['jax_setup'].get('lower_s', 0) + res['jax_setup']['compile_s']:.1f} s",
                     flush=True,

@@ -9,7 +9,7 @@ on 50 images took 2.0 million page faults (8 GB) per call.
 
 :func:`reuse_freed_memory` makes glibc keep freed memory and serve all threads from one
 heap. Measured on this project's 2-core benchmark machine, one fresh process per setting,
-alternated (the README's "Speed" section): FID features of 50 images 9.0 -> 4.9 s (page
+alternated (``benchmarks/NOTES.md``): FID features of 50 images 9.0 -> 4.9 s (page
 faults per call 2.0 M -> 4 k), DCGAN 64x64 step 1.22 -> 1.14 s. Setting only the mmap and
 trim thresholds is not enough: XLA's threads allocate from their own arenas, which still
 map every large block (FID: 7.8 s, 1.3 M faults).

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from benchmarks.run import BENCHES, cpu_description, markdown
+from benchmarks.run import BENCHES, _rate, cpu_description, markdown
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -97,6 +97,17 @@ def test_markdown_reports_ratio_target_compile_time_and_todos():
     todo = next(line for line in table.splitlines() if line.startswith("| ESRGAN"))
     assert "todo" in todo and "TODO: not there yet" in todo
     assert "2 x Some CPU" in table and "torch 2.13.0" in table
+    assert "| 300 | 150 |" in row
+
+
+def test_rates_print_without_exponents():
+    assert [_rate(v) for v in (1003.4, 999.6, 188.2, 18.84, 0.2013)] == [
+        "1003",
+        "1000",
+        "188",
+        "18.8",
+        "0.201",
+    ]
 
 
 def test_cpu_description_names_family_model_and_avx512():

@@ -785,7 +785,7 @@ def conv_taps(x: Array, kernel: Array, pads: Pads, precision: Any = None) -> Arr
 
     ESRGAN's 32-output dense layers, forward + backward at batch 4 of 32x32 on 2 cores:
     280-325 GFLOP/s against 140-191 for XLA's convolution (``python -m
-    benchmarks.conv_threads``; the README's Speed section has the trunk and the step).
+    benchmarks.conv_threads``; ``benchmarks/NOTES.md`` has the trunk and the step).
     """
     return _tap_products_summed(_zero_pad(x, pads), kernel, precision)
 
